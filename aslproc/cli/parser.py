@@ -1,0 +1,136 @@
+"""Argument parsing: ``_build_parser`` defines options, ``parse_args`` checks them together."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import partial
+from pathlib import Path
+
+from aslproc import __version__
+from aslproc.cli.settings import Settings
+
+
+def _path_exists(path, parser):
+    p = Path(path).expanduser().absolute()
+    if not p.exists():
+        raise parser.error(f'path does not exist: <{p}>')
+    return p
+
+
+def _positive_int(value, parser):
+    try:
+        n = int(value)
+    except ValueError:
+        raise parser.error(f'not an integer: {value!r}') from None
+    if n < 1:
+        raise parser.error(f'expected a positive integer, got {n}')
+    return n
+
+
+def _nonneg_float(value, parser):
+    try:
+        x = float(value)
+    except ValueError:
+        raise parser.error(f'not a number: {value!r}') from None
+    if not x >= 0 or x == float('inf'):
+        raise parser.error(f'expected a finite number >= 0, got {value}')
+    return x
+
+
+def _positive_float(value, parser):
+    x = _nonneg_float(value, parser)
+    if x == 0:
+        raise parser.error('expected a number > 0, got 0')
+    return x
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    """The aslproc argument parser (BIDS-Apps positional order)."""
+    parser = argparse.ArgumentParser(
+        prog='aslproc',
+        description='aslproc: ASL perfusion MRI preprocessing, CBF quantification, learned '
+        'denoising and super-resolution, as a BIDS App.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    exists = partial(_path_exists, parser=parser)
+    pos_int = partial(_positive_int, parser=parser)
+    nonneg = partial(_nonneg_float, parser=parser)
+    positive = partial(_positive_float, parser=parser)
+
+    parser.add_argument('bids_dir', type=exists,
+                        help='root of the input BIDS dataset (ASL, M0 and T1w images)')
+    parser.add_argument('output_dir', type=Path,
+                        help='where the BIDS-derivative outputs and reports are written')
+    parser.add_argument('analysis_level', choices=['participant', 'group'],
+                        help='"participant" processes subjects; "group" summarises their QC')
+    parser.add_argument('--version', action='version', version=f'aslproc {__version__}')
+
+    g = parser.add_argument_group('Selecting data')
+    g.add_argument('--participant-label', '--participant_label', nargs='+', default=[],
+                   metavar='LABEL',
+                   help='subjects to process (with or without "sub-"); default: all')
+    g.add_argument('--skip-bids-validation', '--skip_bids_validation', action='store_true',
+                   help='do not run the BIDS validator on the input first')
+
+    g = parser.add_argument_group('Resources')
+    g.add_argument('-w', '--work-dir', type=Path, default=Path('work'),
+                   help='nipype working directory (cache: a re-run reuses finished steps)')
+    g.add_argument('--nprocs', '--n-cpus', type=pos_int, default=os.cpu_count() or 1,
+                   help='maximum number of processes run at once')
+    g.add_argument('--omp-nthreads', type=pos_int, default=None,
+                   help='threads per process for ANTs and torch (default: min(nprocs, 8))')
+    g.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto',
+                   help='where the learned stages run; auto uses CUDA when available')
+
+    g = parser.add_argument_group('Quantification')
+    g.add_argument('--m0-scale', type=positive, default=1.0,
+                   help='multiply the M0 by this factor (e.g. a receive-gain difference)')
+    g.add_argument('--t1-blood', type=positive, default=None,
+                   help='T1 of arterial blood in s (default from MagneticFieldStrength: '
+                   '1.65 s at 3 T, 1.35 s at 1.5 T)')
+    g.add_argument('--smooth-fwhm', type=nonneg, default=5.0,
+                   help='FWHM in mm of the Gaussian kernel of the smoothed CBF (0: none)')
+
+    g = parser.add_argument_group('Learned stages')
+    g.add_argument('--denoise', action=argparse.BooleanOptionalAction, default=True,
+                   help='write desc-denoised_cbf with the shipped CNN denoiser')
+    g.add_argument('--sr', action=argparse.BooleanOptionalAction, default=True,
+                   help='write space-T1w_desc-sr_cbf with the per-subject super-resolution')
+
+    g = parser.add_argument_group('Other')
+    g.add_argument('-v', '--verbose', action='count', default=0,
+                   help='more log output (-v: info, -vv: debug)')
+    return parser
+
+
+def parse_args(argv=None) -> Settings:
+    """Parse and cross-check the command line; a bad combination exits with status 2."""
+    parser = _build_parser()
+    opts = parser.parse_args(argv)
+    bids_dir = opts.bids_dir
+    out = opts.output_dir.expanduser().absolute()
+    work = opts.work_dir.expanduser().absolute()
+    if out == bids_dir:
+        parser.error('the output directory must not be the input BIDS directory')
+    if _inside(work, bids_dir):
+        parser.error(f'the work directory <{work}> must not be inside the input dataset')
+    if not (bids_dir / 'dataset_description.json').exists():
+        parser.error(f'<{bids_dir}> is not a BIDS dataset: no dataset_description.json')
+    labels = tuple(lbl[4:] if lbl.startswith('sub-') else lbl for lbl in opts.participant_label)
+    nthreads = opts.omp_nthreads or min(opts.nprocs, 8)
+    return Settings(
+        bids_dir=bids_dir, output_dir=out, analysis_level=opts.analysis_level,
+        participant_label=labels, work_dir=work, nprocs=opts.nprocs,
+        omp_nthreads=min(nthreads, opts.nprocs), skip_bids_validation=opts.skip_bids_validation,
+        m0_scale=opts.m0_scale, t1_blood=opts.t1_blood, smooth_fwhm=opts.smooth_fwhm,
+        device=opts.device, denoise=opts.denoise, sr=opts.sr, verbose=opts.verbose,
+    )
+
+
+def _inside(path: Path, parent: Path) -> bool:
+    try:
+        path.relative_to(parent)
+        return True
+    except ValueError:
+        return False

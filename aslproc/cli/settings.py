@@ -1,0 +1,41 @@
+"""The resolved settings of one aslproc invocation, passed down explicitly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the command line decided; no module reads global state instead.
+
+    Attributes mirror the command-line options (see ``aslproc --help``).
+    """
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    participant_label: tuple = ()
+    work_dir: Path = Path('work')
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    skip_bids_validation: bool = False
+    m0_scale: float = 1.0
+    t1_blood: float | None = None
+    smooth_fwhm: float = 5.0
+    device: str = 'auto'
+    denoise: bool = True
+    sr: bool = True
+    verbose: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    def dumps(self) -> str:
+        """The settings as indented JSON, as recorded in the work directory."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + '\n'

@@ -1,0 +1,1 @@
+"""Thin nipype interfaces: each calls one function of aslproc.utils."""

@@ -1,0 +1,147 @@
+"""Nipype adapters for quantification: each calls one function of :mod:`aslproc.utils.quantify`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from aslproc.utils import quantify
+
+logger = logging.getLogger(__name__)
+
+
+def _out(runtime, name):
+    return os.path.join(runtime.cwd, name)
+
+
+class _ComputeM0InputSpec(BaseInterfaceInputSpec):
+    asl_file = File(exists=True, mandatory=True, desc='motion-corrected ASL series')
+    volume_types = traits.List(traits.Str, mandatory=True, desc='aslcontext of asl_file')
+    m0 = traits.Dict(mandatory=True, desc='M0 conventions (aslproc.utils.cbf.m0_params)')
+    m0_file = File(exists=True, desc='separate M0 scan (M0Type Separate)')
+
+
+class _ComputeM0OutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc='M0 map on the ASL grid')
+
+
+class ComputeM0(SimpleInterface):
+    """M0 map on the ASL grid for any M0Type, corrected for a short TR and scaled."""
+
+    input_spec = _ComputeM0InputSpec
+    output_spec = _ComputeM0OutputSpec
+
+    def _run_interface(self, runtime):
+        m0_file = self.inputs.m0_file if self.inputs.m0_file else None
+        self._results['out_file'] = quantify.compute_m0_file(
+            self.inputs.asl_file, self.inputs.volume_types, self.inputs.m0,
+            _out(runtime, 'm0.nii.gz'), m0_file=m0_file)
+        return runtime
+
+
+class _ComputeCBFInputSpec(BaseInterfaceInputSpec):
+    asl_file = File(exists=True, mandatory=True, desc='motion-corrected ASL series')
+    volume_types = traits.List(traits.Str, mandatory=True, desc='aslcontext of asl_file')
+    m0_file = File(exists=True, mandatory=True, desc='M0 map on the ASL grid')
+    mask_file = File(exists=True, mandatory=True, desc='brain mask on the ASL grid')
+    params = traits.Dict(mandatory=True, desc='kinetics.quantify parameters')
+
+
+class _ComputeCBFOutputSpec(TraitedSpec):
+    out_cbf = File(exists=True, desc='CBF (ml/100 g/min) from the plain average of all pairs')
+    out_deltam = File(exists=True, desc='mean ΔM')
+
+
+class ComputeCBF(SimpleInterface):
+    """Plain-average ΔM and the white-paper CBF computed from it."""
+
+    input_spec = _ComputeCBFInputSpec
+    output_spec = _ComputeCBFOutputSpec
+
+    def _run_interface(self, runtime):
+        cbf, dm = quantify.compute_cbf_file(
+            self.inputs.asl_file, self.inputs.volume_types, self.inputs.m0_file,
+            self.inputs.mask_file, self.inputs.params, _out(runtime, 'cbf.nii.gz'),
+            _out(runtime, 'deltam.nii.gz'))
+        self._results.update(out_cbf=cbf, out_deltam=dm)
+        return runtime
+
+
+class _SmoothInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc='3D map to smooth')
+    mask_file = File(exists=True, mandatory=True, desc='mask that bounds the smoothing')
+    fwhm = traits.Float(mandatory=True, desc='Gaussian FWHM in mm (0: no smoothing)')
+
+
+class _SmoothOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc='smoothed map')
+
+
+class SmoothInMask(SimpleInterface):
+    """Gaussian smoothing normalised inside the brain mask (the classic smoothed CBF)."""
+
+    input_spec = _SmoothInputSpec
+    output_spec = _SmoothOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results['out_file'] = quantify.smooth_file(
+            self.inputs.in_file, self.inputs.mask_file, self.inputs.fwhm,
+            _out(runtime, 'smoothed.nii.gz'))
+        return runtime
+
+
+class _QCInputSpec(BaseInterfaceInputSpec):
+    cbf_file = File(exists=True, mandatory=True, desc='CBF map on the ASL grid')
+    gm_file = File(exists=True, mandatory=True, desc='GM probability on the ASL grid')
+    wm_file = File(exists=True, mandatory=True, desc='WM probability on the ASL grid')
+    confounds_file = File(exists=True, mandatory=True, desc='confounds TSV with FD')
+    mask_file = File(exists=True, mandatory=True, desc='T1w brain mask on the ASL grid')
+    ref_file = File(exists=True, mandatory=True, desc='ASL reference image')
+    extra = traits.Dict(desc='columns prepended to the row (e.g. run entities)')
+
+
+class _QCOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc='one-row QC TSV')
+
+
+class ComputeQC(SimpleInterface):
+    """QC row: motion, ASL/T1w mask overlap, tissue CBF."""
+
+    input_spec = _QCInputSpec
+    output_spec = _QCOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        self._results['out_file'] = quantify.qc_file(
+            i.cbf_file, i.gm_file, i.wm_file, i.confounds_file, i.mask_file, i.ref_file,
+            _out(runtime, 'qc.tsv'), extra=i.extra or None)
+        return runtime
+
+
+class _BinarizeInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc='map to threshold')
+    threshold = traits.Float(0.5, usedefault=True, desc='voxels above this are kept')
+
+
+class _BinarizeOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc='uint8 mask')
+
+
+class Binarize(SimpleInterface):
+    """Threshold a (resampled) probability or mask into a binary mask."""
+
+    input_spec = _BinarizeInputSpec
+    output_spec = _BinarizeOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results['out_file'] = quantify.binarize_file(
+            self.inputs.in_file, self.inputs.threshold, _out(runtime, 'mask.nii.gz'))
+        return runtime

@@ -1,0 +1,1 @@
+"""Pure functions (array and file layers) that the interfaces call."""

@@ -1,0 +1,145 @@
+"""File layer of quantification: load NIfTIs, call :mod:`aslproc.utils.cbf`, save NIfTIs.
+
+Every function takes explicit output paths and returns them, so the nipype
+interfaces stay one-line adapters and the functions run without nipype too.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from aslproc.utils import cbf as cbfu
+from aslproc.utils import qc as qcu
+
+logger = logging.getLogger(__name__)
+
+
+def load(path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Data as float32 and the image (for its affine and header)."""
+    img = nib.load(str(path))
+    return np.asarray(img.dataobj, dtype=np.float32), img
+
+
+def save_like(data: np.ndarray, like: nib.Nifti1Image, out_file) -> str:
+    """Save ``data`` with the affine and spatial header of ``like`` as float32."""
+    hdr = like.header.copy()
+    hdr.set_data_dtype(np.float32)
+    if data.ndim == 3 and len(hdr.get_zooms()) > 3:
+        hdr.set_data_shape(data.shape)
+    img = nib.Nifti1Image(data.astype(np.float32), like.affine, hdr)
+    img.set_sform(like.affine, code=int(like.header['sform_code']) or 1)
+    img.set_qform(like.affine, code=int(like.header['qform_code']) or 1)
+    nib.save(img, str(out_file))
+    return str(out_file)
+
+
+def compute_m0_file(asl_file, volume_types, m0: dict, out_file, m0_file=None) -> str:
+    """Write the M0 map on the ASL grid (see :func:`aslproc.utils.cbf.m0_map`).
+
+    A separate M0 on another grid is resampled onto the ASL grid through the
+    affines of both headers (linear interpolation) before use.
+    """
+    data, img = load(asl_file)
+    m0_image = None
+    if m0_file:
+        m0_image = _on_grid(m0_file, img)
+    return save_like(cbfu.m0_map(data, volume_types, m0, m0_image), img, out_file)
+
+
+def _on_grid(path, ref_img) -> np.ndarray:
+    """Data of ``path`` sampled on the grid of ``ref_img`` (world coordinates)."""
+    from nilearn.image import resample_img
+
+    img = nib.load(str(path))
+    same = img.shape[:3] == ref_img.shape[:3] and np.allclose(img.affine, ref_img.affine,
+                                                              atol=1e-3)
+    if same:
+        return np.asarray(img.dataobj, dtype=np.float32)
+    logger.info('resampling %s onto the ASL grid', path)
+    out = resample_img(img, target_affine=ref_img.affine, target_shape=ref_img.shape[:3],
+                       interpolation='linear', force_resample=True, copy_header=True)
+    return np.asarray(out.dataobj, dtype=np.float32)
+
+
+def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, out_cbf,
+                     out_deltam) -> tuple[str, str]:
+    """Write the plain-average ΔM and the CBF map computed from it.
+
+    A series made of ``cbf`` volumes (already quantified by the scanner) is averaged
+    and passed through, masked.
+    """
+    data, img = load(asl_file)
+    m0, _ = load(m0_file)
+    mask, _ = load(mask_file)
+    cbf_vols = cbfu.volume_indices(volume_types, 'cbf')
+    if cbf_vols and not (cbfu.volume_indices(volume_types, 'control')
+                         or cbfu.volume_indices(volume_types, 'deltam')):
+        cbf = np.where(mask > 0, data[..., cbf_vols].mean(axis=-1), 0.0)
+        dm = np.zeros_like(cbf)
+    else:
+        dm = cbfu.mean_delta_m(data, volume_types)
+        params = dict(params, pld=_per_slice(params['pld'], data.shape[2]))
+        cbf = cbfu.cbf_map(dm, m0, params, mask)
+    if not np.any(cbf[mask > 0]):
+        raise ValueError(f'{asl_file}: the CBF map is zero everywhere in the brain mask; '
+                         'check M0 and the aslcontext')
+    return save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)
+
+
+def _per_slice(pld, n_slices):
+    """A per-slice PLD list broadcast along the last spatial axis."""
+    if np.isscalar(pld) or np.ndim(pld) == 0:
+        return float(pld)
+    pld = np.asarray(pld, dtype=float)
+    if pld.size != n_slices:
+        raise ValueError(f'{pld.size} slice PLDs for {n_slices} slices')
+    return pld.reshape(1, 1, -1)
+
+
+def smooth_file(in_file, mask_file, fwhm_mm: float, out_file) -> str:
+    """Write the mask-normalised Gaussian smoothing of a 3D map."""
+    data, img = load(in_file)
+    mask, _ = load(mask_file)
+    zooms = img.header.get_zooms()[:3]
+    return save_like(cbfu.smooth_in_mask(data, mask, fwhm_mm, zooms), img, out_file)
+
+
+def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
+            extra: dict | None = None) -> str:
+    """Write the one-row QC table of a run (TSV with a header)."""
+    cbf, _ = load(cbf_file)
+    gm, _ = load(gm_file)
+    wm, _ = load(wm_file)
+    mask, _ = load(mask_file)
+    ref, _ = load(ref_file)
+    fd = read_fd(confounds_file)
+    row = dict(extra or {})
+    row.update(qcu.qc_metrics(cbf, gm, wm, fd, mask, qcu.intensity_mask(ref)))
+    with open(out_file, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(row), delimiter='\t', lineterminator='\n')
+        w.writeheader()
+        w.writerow({k: ('n/a' if isinstance(v, float) and not np.isfinite(v) else v)
+                    for k, v in row.items()})
+    return str(out_file)
+
+
+def read_fd(confounds_file) -> np.ndarray:
+    """The framewise_displacement column of a confounds TSV ('n/a' → NaN)."""
+    with open(confounds_file) as f:
+        rows = list(csv.DictReader(f, delimiter='\t'))
+    return np.array([float('nan') if r['framewise_displacement'] in ('n/a', '')
+                     else float(r['framewise_displacement']) for r in rows])
+
+
+def binarize_file(in_file, threshold: float, out_file) -> str:
+    """Write ``in_file > threshold`` as a uint8 mask on the same grid."""
+    data, img = load(in_file)
+    out = nib.Nifti1Image((data > threshold).astype(np.uint8), img.affine, img.header)
+    out.set_data_dtype(np.uint8)
+    nib.save(out, str(out_file))
+    return str(Path(out_file))

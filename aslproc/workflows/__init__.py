@@ -1,0 +1,1 @@
+"""Nipype workflow factories: they build and connect nodes and compute nothing."""

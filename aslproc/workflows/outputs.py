@@ -1,0 +1,106 @@
+"""The table of derivatives (mirrors the Outputs section of DESIGN.md) and sink factories.
+
+Every derivative aslproc writes is one row here: its datatype folder, suffix,
+extension, extra entities, units and description. Workflows create their data
+sinks from this table only, and a test compares a run's files against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nipype.pipeline import engine as pe
+
+from aslproc.interfaces.bids import DerivativesDataSink
+
+CBF_UNITS = 'mL/100 g/min'
+
+
+@dataclass(frozen=True)
+class Output:
+    """One kind of derivative file."""
+
+    datatype: str
+    suffix: str
+    description: str
+    extension: str = '.nii.gz'
+    naming: dict = field(default_factory=dict)
+    units: str | None = None
+    quantitative: bool = False  # sidecar carries the quantification parameters
+
+
+OUTPUTS = {
+    'anat_mask': Output('anat', 'mask', 'Brain mask of the T1w image (MNI152 template warped '
+                        'to the subject)', naming={'desc': 'brain'}),
+    'probseg_gm': Output('anat', 'probseg', 'Grey-matter probability on the T1w grid',
+                         naming={'label': 'GM'}),
+    'probseg_wm': Output('anat', 'probseg', 'White-matter probability on the T1w grid',
+                         naming={'label': 'WM'}),
+    'probseg_csf': Output('anat', 'probseg', 'CSF probability on the T1w grid',
+                          naming={'label': 'CSF'}),
+    'asl_mask': Output('perf', 'mask', 'Brain mask on the ASL grid (T1w mask carried through '
+                       'the ASL-to-T1w transform)', naming={'desc': 'brain'}),
+    'cbf': Output('perf', 'cbf', 'CBF from the plain average of all control/label pairs',
+                  units=CBF_UNITS, quantitative=True),
+    'cbf_smoothed': Output('perf', 'cbf', 'CBF with Gaussian smoothing inside the brain mask',
+                           naming={'desc': 'smoothed'}, units=CBF_UNITS, quantitative=True),
+    'cbf_denoised': Output('perf', 'cbf', 'CBF from the CNN-denoised mean ΔM',
+                           naming={'desc': 'denoised'}, units=CBF_UNITS, quantitative=True),
+    'cbf_sr': Output('perf', 'cbf', 'Super-resolved CBF on the T1w grid',
+                     naming={'space': 'T1w', 'desc': 'sr'}, units=CBF_UNITS, quantitative=True),
+    'confounds': Output('perf', 'timeseries', 'Head-motion parameters and framewise '
+                        'displacement of each volume', extension='.tsv',
+                        naming={'desc': 'confounds'}),
+    'qc': Output('perf', 'cbf', 'Quality-control metrics of the run', extension='.tsv',
+                 naming={'desc': 'qc'}),
+    'xfm': Output('perf', 'xfm', 'Rigid transform from the ASL reference to the T1w (ITK)',
+                  extension='.mat', naming={'from': 'asl', 'to': 'T1w', 'mode': 'image'}),
+}
+
+#: Column descriptions written into the sidecars of the TSV outputs.
+TSV_COLUMNS = {
+    'confounds': {
+        'trans_x': {'Description': 'translation along x', 'Units': 'mm'},
+        'trans_y': {'Description': 'translation along y', 'Units': 'mm'},
+        'trans_z': {'Description': 'translation along z', 'Units': 'mm'},
+        'rot_x': {'Description': 'rotation about x', 'Units': 'rad'},
+        'rot_y': {'Description': 'rotation about y', 'Units': 'rad'},
+        'rot_z': {'Description': 'rotation about z', 'Units': 'rad'},
+        'framewise_displacement': {'Description': 'framewise displacement (Power et al. '
+                                   '2012, 50 mm head radius)', 'Units': 'mm'},
+    },
+    'qc': {
+        'mean_fd': {'Description': 'mean framewise displacement', 'Units': 'mm'},
+        'max_fd': {'Description': 'maximum framewise displacement', 'Units': 'mm'},
+        'dice_asl_t1w': {'Description': 'Dice overlap of the ASL intensity mask and the T1w '
+                         'brain mask on the ASL grid'},
+        'mean_gm_cbf': {'Description': 'mean CBF where P(GM) > 0.7', 'Units': CBF_UNITS},
+        'mean_wm_cbf': {'Description': 'mean CBF where P(WM) > 0.9', 'Units': CBF_UNITS},
+        'gm_wm_ratio': {'Description': 'mean GM CBF / mean WM CBF'},
+        'pct_negative_gm': {'Description': 'percentage of GM voxels with negative CBF'},
+    },
+}
+
+
+def sidecar(key: str, quant: dict | None = None) -> dict:
+    """JSON sidecar content of an output: description, units, parameters used."""
+    out = OUTPUTS[key]
+    meta = {'Description': out.description}
+    if out.units:
+        meta['Units'] = out.units
+    if out.quantitative and quant:
+        meta.update(quant)
+    meta.update(TSV_COLUMNS.get(key, {}))
+    return meta
+
+
+def sink_node(key: str, *, out_dir, entities: dict, quant: dict | None = None,
+              sources=(), name: str | None = None) -> pe.Node:
+    """A DerivativesDataSink node configured from the table; connect its ``in_file``."""
+    out = OUTPUTS[key]
+    return pe.Node(
+        DerivativesDataSink(
+            base_directory=str(out_dir), entities=dict(entities), datatype=out.datatype,
+            suffix=out.suffix, extension=out.extension, naming=dict(out.naming),
+            meta=sidecar(key, quant), sources=list(sources)),
+        name=name or f'ds_{key}', run_without_submitting=True)

@@ -1,0 +1,74 @@
+"""Command-line parsing: valid calls give Settings, bad ones exit with status 2."""
+
+import json
+
+import pytest
+
+from aslproc import __version__
+from aslproc.cli.parser import parse_args
+
+
+@pytest.fixture
+def bids(tmp_path):
+    root = tmp_path / 'ds'
+    root.mkdir()
+    (root / 'dataset_description.json').write_text(json.dumps({'Name': 'x', 'BIDSVersion': '1.9.0'}))
+    return root
+
+
+def test_minimal_call(bids, tmp_path):
+    s = parse_args([str(bids), str(tmp_path / 'out'), 'participant'])
+    assert s.analysis_level == 'participant'
+    assert s.smooth_fwhm == 5.0 and s.device == 'auto' and s.denoise and s.sr
+    assert s.participant_label == ()
+    assert s.omp_nthreads <= s.nprocs
+
+
+def test_options(bids, tmp_path):
+    s = parse_args([str(bids), str(tmp_path / 'out'), 'participant', '--participant_label',
+                    'sub-01', '02', '--no-denoise', '--no-sr', '--m0-scale', '10',
+                    '--smooth-fwhm', '0', '--nprocs', '4', '--omp-nthreads', '2', '-w',
+                    str(tmp_path / 'w'), '--device', 'cpu', '-vv', '--t1-blood', '1.5'])
+    assert s.participant_label == ('01', '02')
+    assert not s.denoise and not s.sr
+    assert (s.m0_scale, s.smooth_fwhm, s.nprocs, s.omp_nthreads) == (10.0, 0.0, 4, 2)
+    assert s.work_dir == tmp_path / 'w' and s.verbose == 2 and s.t1_blood == 1.5
+    assert json.loads(s.dumps())['participant_label'] == ['01', '02']
+
+
+@pytest.mark.parametrize('extra', [
+    ['--nprocs', '0'],
+    ['--nprocs', 'two'],
+    ['--m0-scale', '-1'],
+    ['--m0-scale', '0'],
+    ['--smooth-fwhm', 'nan'],
+    ['--device', 'tpu'],
+])
+def test_bad_values_exit_2(bids, tmp_path, extra, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids), str(tmp_path / 'out'), 'participant', *extra])
+    assert exc.value.code == 2
+    assert 'aslproc: error:' in capsys.readouterr().err
+
+
+def test_bad_paths_exit_2(bids, tmp_path, capsys):
+    for argv in ([str(tmp_path / 'missing'), str(tmp_path / 'o'), 'participant'],
+                 [str(bids), str(bids), 'participant'],
+                 [str(bids), str(tmp_path / 'o'), 'participant', '-w', str(bids / 'work')],
+                 [str(bids), str(tmp_path / 'o'), 'subject']):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(argv)
+        assert exc.value.code == 2
+
+
+def test_not_bids(tmp_path):
+    (tmp_path / 'raw').mkdir()
+    with pytest.raises(SystemExit):
+        parse_args([str(tmp_path / 'raw'), str(tmp_path / 'o'), 'participant'])
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(['--version'])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
