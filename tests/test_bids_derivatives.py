@@ -45,7 +45,7 @@ def test_description_is_byte_identical_and_leaves_no_temp_files(tmp_path, monkey
     os.utime(out / 'dataset_description.json', (0, 0))
     assert write_derivative_description(root, out, '1.0').read_bytes() == first
     assert (out / 'dataset_description.json').stat().st_mtime == 0  # identical: not rewritten
-    assert sorted(p.name for p in out.iterdir()) == ['dataset_description.json']
+    assert sorted(p.name for p in out.iterdir()) == ['.bidsignore', 'dataset_description.json']
 
 
 def test_concurrent_writers(tmp_path):

@@ -12,7 +12,8 @@ from aslproc.cli.parser import parse_args
 def bids(tmp_path):
     root = tmp_path / 'ds'
     root.mkdir()
-    (root / 'dataset_description.json').write_text(json.dumps({'Name': 'x', 'BIDSVersion': '1.9.0'}))
+    desc = {'Name': 'x', 'BIDSVersion': '1.9.0'}
+    (root / 'dataset_description.json').write_text(json.dumps(desc))
     return root
 
 

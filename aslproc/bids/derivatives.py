@@ -127,6 +127,25 @@ def derivative_description(source_desc: dict, version: str, raw_uri: str | None 
     return desc
 
 
+#: Outputs that the BIDS schema does not cover yet (ASL derivatives are still a BEP; reports
+#: and transforms are not BIDS files): the validator skips them, and aslproc's tests check
+#: their names against the outputs table instead (``tests/test_e2e_participant.py``).
+BIDSIGNORE = (
+    '*.html',
+    'figures/',
+    '*_xfm.*',
+    '*/perf/*_cbf.*',
+    '*/perf/*_desc-confounds_timeseries.*',
+    '*/perf/*_desc-brain_mask.*',
+    'group_*',
+)
+
+
+def write_bidsignore(out_dir) -> Path:
+    """Write ``out_dir/.bidsignore`` listing :data:`BIDSIGNORE` (same bytes every time)."""
+    return atomic_write_text(Path(out_dir) / '.bidsignore', '\n'.join(BIDSIGNORE) + '\n')
+
+
 def write_derivative_description(bids_dir, out_dir, version: str) -> Path:
     """Write ``out_dir/dataset_description.json`` for aslproc's outputs of ``bids_dir``.
 
@@ -145,5 +164,6 @@ def write_derivative_description(bids_dir, out_dir, version: str) -> Path:
     out = Path(out_dir) / 'dataset_description.json'
     raw_uri = Path(bids_dir).absolute().as_uri()
     atomic_write_json(out, derivative_description(source_desc, version, raw_uri=raw_uri))
+    write_bidsignore(out_dir)
     logger.debug('wrote %s', out)
     return out

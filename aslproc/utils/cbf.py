@@ -132,7 +132,7 @@ def m0_floor(m0: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 def cbf_map(delta_m: np.ndarray, m0: np.ndarray, params: dict, mask: np.ndarray | None = None
             ) -> np.ndarray:
-    """CBF (ml/100 g/min) from ΔM (3D, or 4D pairs) inside ``mask``; 0 outside and where M0 is void.
+    """CBF (ml/100 g/min) from ΔM (3D, or 4D pairs) in ``mask``; 0 outside and where M0 is void.
 
     >>> p = dict(label_type='PCASL', pld=1.8, tau=1.8, t1_blood=1.65, alpha=0.85, lam=0.9)
     >>> cbf_map(np.ones((2, 1, 1)), np.array([100., 100.]).reshape(2, 1, 1), p,

@@ -27,11 +27,12 @@ class Output:
     naming: dict = field(default_factory=dict)
     units: str | None = None
     quantitative: bool = False  # sidecar carries the quantification parameters
+    meta: dict = field(default_factory=dict)  # fixed sidecar entries (e.g. mask Type)
 
 
 OUTPUTS = {
     'anat_mask': Output('anat', 'mask', 'Brain mask of the T1w image (MNI152 template warped '
-                        'to the subject)', naming={'desc': 'brain'}),
+                        'to the subject)', naming={'desc': 'brain'}, meta={'Type': 'Brain'}),
     'probseg_gm': Output('anat', 'probseg', 'Grey-matter probability on the T1w grid',
                          naming={'label': 'GM'}),
     'probseg_wm': Output('anat', 'probseg', 'White-matter probability on the T1w grid',
@@ -39,7 +40,8 @@ OUTPUTS = {
     'probseg_csf': Output('anat', 'probseg', 'CSF probability on the T1w grid',
                           naming={'label': 'CSF'}),
     'asl_mask': Output('perf', 'mask', 'Brain mask on the ASL grid (T1w mask carried through '
-                       'the ASL-to-T1w transform)', naming={'desc': 'brain'}),
+                       'the ASL-to-T1w transform)', naming={'desc': 'brain'},
+                       meta={'Type': 'Brain'}),
     'cbf': Output('perf', 'cbf', 'CBF from the plain average of all control/label pairs',
                   units=CBF_UNITS, quantitative=True),
     'cbf_smoothed': Output('perf', 'cbf', 'CBF with Gaussian smoothing inside the brain mask',
@@ -85,7 +87,7 @@ TSV_COLUMNS = {
 def sidecar(key: str, quant: dict | None = None) -> dict:
     """JSON sidecar content of an output: description, units, parameters used."""
     out = OUTPUTS[key]
-    meta = {'Description': out.description}
+    meta = {'Description': out.description, **out.meta}
     if out.units:
         meta['Units'] = out.units
     if out.quantitative and quant:

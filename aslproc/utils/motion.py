@@ -1,0 +1,295 @@
+"""Head-motion correction of ASL series, motion parameters and framewise displacement.
+
+ASL volumes differ in contrast by type (an M0 scan is bright and T1-weighted differently from
+control/label images, ΔM and CBF volumes are noisy perfusion maps), so a single template fits
+none of them well. Each *type group* is therefore aligned to its own mean (rigid, mean
+squares), with one refinement pass against the re-averaged, sharper mean; then each group mean
+is aligned to the control/label mean (mutual information) and the two transforms are composed,
+so every volume ends in the space of the control/label reference.
+
+ΔM is ~1 % of the control signal, so a resampling blur or a noise-driven sub-voxel shift of one
+volume of a pair leaves edge residues comparable to the perfusion signal. Volumes are resampled
+with cubic B-splines (as sharp as Lanczos windowed sinc on the reference DRO, ten times faster),
+and a volume whose estimated motion moves no corner of the brain's bounding box by more than
+``min_displacement`` voxels (default 0.05, i.e. 0.15 mm at 3 mm) is passed through untouched:
+such estimates are at the precision of the registration itself (~0.1 mm on 3×3×8 mm data), and
+resampling would only add interpolation error. On the motion-free reference DRO this keeps
+every volume bit-identical, where resampling them all cost 0.06 dB of CBF PSNR.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+
+import ants
+import nibabel as nib
+import numpy as np
+
+from aslproc.utils.registration import (
+    ants_affine,
+    ants_threads,
+    apply_xfms,
+    linear_register,
+    read_xfm,
+    rigid_params,
+    to_ants,
+    write_xfm,
+)
+
+logger = logging.getLogger(__name__)
+
+MIN_DISPLACEMENT_VOX = 0.05
+"""Largest displacement (voxels) below which a volume is not resampled (see module doc)."""
+
+PARAM_NAMES = ('trans_x', 'trans_y', 'trans_z', 'rot_x', 'rot_y', 'rot_z')
+
+_GROUP_OF = {
+    'control': 'asl', 'label': 'asl', 'm0scan': 'm0', 'deltam': 'deltam', 'cbf': 'cbf',
+    'norf': 'norf',
+}  # fmt: skip
+_REFERENCE_PRIORITY = ('asl', 'deltam', 'cbf', 'm0', 'norf')
+
+# Within a type group (one contrast): mean squares at 1/4 and 1/2 resolution; finer levels
+# cost 3× more and did not lower the error (~0.1 mm) on 3×3×8 mm simulated motion.
+_FIRST_PASS = {
+    'metric': 'MeanSquares', 'iterations': (50, 30), 'shrink': (4, 2), 'sigmas': (1.0, 0.5),
+    'sampling': 0.5, 'step': 0.3,
+}  # fmt: skip
+_REFINE_PASS = {
+    'metric': 'MeanSquares', 'iterations': (20,), 'shrink': (2,), 'sigmas': (0.5,),
+    'sampling': 0.5, 'step': 0.1,
+}  # fmt: skip
+# Between group means (different contrasts): mutual information down to full resolution.
+_BETWEEN_GROUPS = {
+    'metric': 'Mattes', 'iterations': (50, 30, 10), 'shrink': (4, 2, 1),
+    'sigmas': (1.0, 0.5, 0.0), 'sampling': 0.5, 'step': 0.2,
+}  # fmt: skip
+
+
+def framewise_displacement(params: np.ndarray, radius: float = 50.0) -> np.ndarray:
+    """Framewise displacement (Power et al. 2012), mm.
+
+    FD_t = |Δtrans_x| + |Δtrans_y| + |Δtrans_z| + radius·(|Δrot_x| + |Δrot_y| + |Δrot_z|),
+    rotations in radians turned into arc length on a sphere of ``radius`` mm; FD_0 = 0.
+
+    Parameters
+    ----------
+    params : ndarray (T, 6)
+        trans_x, trans_y, trans_z (mm), rot_x, rot_y, rot_z (rad).
+
+    Examples
+    --------
+    A 0.5 mm shift plus a 0.01 rad rotation: 0.5 + 50·0.01 = 1.0 mm.
+
+    >>> p = np.zeros((3, 6)); p[1, 0] = 0.5; p[1, 4] = 0.01; p[2] = p[1]
+    >>> framewise_displacement(p).tolist()
+    [0.0, 1.0, 0.0]
+    """
+    params = np.asarray(params, dtype=float)
+    if params.ndim != 2 or params.shape[1] != 6:
+        raise ValueError(f'params must have shape (T, 6), got {params.shape}')
+    diff = np.abs(np.diff(params, axis=0))
+    fd = diff[:, :3].sum(axis=1) + radius * diff[:, 3:].sum(axis=1)
+    return np.concatenate([[0.0], fd])
+
+
+def group_volumes(volume_types: Sequence[str]) -> dict[str, list[int]]:
+    """Indices of the volumes of each contrast group, ordered by reference priority.
+
+    >>> group_volumes(['m0scan', 'control', 'label', 'control', 'label'])
+    {'asl': [1, 2, 3, 4], 'm0': [0]}
+    """
+    groups: dict[str, list[int]] = {}
+    for i, vtype in enumerate(volume_types):
+        key = _GROUP_OF.get(str(vtype).lower())
+        if key is None:
+            raise ValueError(f'unknown ASL volume type {vtype!r} at volume {i}')
+        groups.setdefault(key, []).append(i)
+    return {g: groups[g] for g in _REFERENCE_PRIORITY if g in groups}
+
+
+def _align_group(images: list[ants.ANTsImage], workdir: str) -> tuple[list, ants.ANTsImage]:
+    """Align same-contrast volumes to their mean, re-average, refine; matrices + final mean."""
+    if len(images) == 1:
+        return [np.eye(4)], images[0]
+    mean0 = images[0].new_image_like(np.mean([im.numpy() for im in images], axis=0))
+    first = [
+        linear_register(mean0, im, os.path.join(workdir, f'p1_{i:04d}_'), **_FIRST_PASS)
+        for i, im in enumerate(images)
+    ]
+    moved = [apply_xfms(im, mean0, [x]).numpy() for im, x in zip(images, first, strict=True)]
+    mean1 = mean0.new_image_like(np.mean(moved, axis=0))
+    final = [
+        linear_register(
+            mean1, im, os.path.join(workdir, f'p2_{i:04d}_'), initial=x, **_REFINE_PASS
+        )
+        for i, (im, x) in enumerate(zip(images, first, strict=True))
+    ]
+    return [read_xfm(x) for x in final], mean1
+
+
+def _max_displacement_vox(matrix: np.ndarray, grid: ants.ANTsImage, box: np.ndarray) -> float:
+    """Largest per-axis displacement (voxels) of the corners of an index-space box.
+
+    Displacement is affine in position, so over a box it peaks at a corner.
+    """
+    corners = np.array([[box[a][c >> a & 1] for a in range(3)] for c in range(8)], dtype=float)
+    to_lps = np.eye(4)
+    to_lps[:3, :3] = np.asarray(grid.direction) * np.asarray(grid.spacing)
+    to_lps[:3, 3] = grid.origin
+    pts = to_lps @ np.c_[corners, np.ones(8)].T
+    moved_idx = np.linalg.solve(to_lps, matrix @ pts)
+    return float(np.abs(moved_idx[:3] - corners.T).max())
+
+
+def _foreground_box(reference: np.ndarray) -> np.ndarray:
+    """Index bounds (3, 2) of voxels above 10 % of the robust maximum (whole grid if none)."""
+    positive = reference[reference > 0]
+    if positive.size:
+        fg = np.argwhere(reference > 0.1 * np.percentile(positive, 98))
+        if len(fg):
+            return np.stack([fg.min(axis=0), fg.max(axis=0)], axis=1)
+    return np.stack([np.zeros(3), np.array(reference.shape) - 1], axis=1)
+
+
+def correct_motion(
+    data: np.ndarray,
+    affine: np.ndarray,
+    volume_types: Sequence[str],
+    *,
+    min_displacement: float = MIN_DISPLACEMENT_VOX,
+    interpolation: str = 'bSpline',
+    num_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rigidly realign an ASL series, group by group (see the module docstring).
+
+    Parameters
+    ----------
+    data : ndarray (X, Y, Z, T)
+    affine : ndarray (4, 4)
+        RAS voxel-to-world affine.
+    volume_types : sequence of str, length T
+        BIDS aslcontext types (control, label, m0scan, deltam, cbf, noRF).
+    min_displacement : float
+        Voxels; volumes whose motion moves no brain-box corner further are not resampled.
+
+    Returns
+    -------
+    corrected : ndarray (X, Y, Z, T), float32
+    params : ndarray (T, 6)
+        trans_x/y/z (mm, RAS, at the centre of the grid) and rot_x/y/z (rad) of each volume
+        relative to the reference; a positive trans_x means the head sits further right (+x)
+        in that volume.
+    reference : ndarray (X, Y, Z)
+        Mean of the corrected control and label volumes (of the reference group if none).
+    """
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 4 or data.shape[3] != len(volume_types):
+        raise ValueError(
+            f'data must be 4D with one volume per type: {data.shape} vs {len(volume_types)} types'
+        )
+    groups = group_volumes(volume_types)
+    workdir = tempfile.mkdtemp(prefix='aslproc_hmc_')
+    try:
+        with ants_threads(num_threads):
+            images = [to_ants(data[..., t], affine) for t in range(data.shape[3])]
+            totals, reference = _estimate(images, groups, workdir)
+            grid = images[0]
+            box = _foreground_box(reference.numpy())
+            corrected, resampled = data.copy(), 0
+            for t, matrix in enumerate(totals):
+                if _max_displacement_vox(matrix, grid, box) > min_displacement:
+                    xfm = write_xfm(matrix, os.path.join(workdir, f'total_{t:04d}.mat'))
+                    moved = apply_xfms(images[t], grid, [xfm], interpolation=interpolation)
+                    corrected[..., t] = moved.numpy()
+                    resampled += 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    center = (ants_affine(grid) @ np.r_[(np.array(data.shape[:3]) - 1) / 2.0, 1.0])[:3]
+    params = np.array([rigid_params(m, center) for m in totals])
+    ref_idx = groups[next(iter(groups))]
+    logger.info(
+        'Motion correction: %d volumes, max FD %.3f mm, %d resampled', data.shape[3],
+        framewise_displacement(params).max(), resampled,
+    )  # fmt: skip
+    return corrected, params, corrected[..., ref_idx].mean(axis=3)
+
+
+def _estimate(images, groups, workdir):
+    """Composed transforms (reference → volume, LPS 4×4) of every volume + reference image."""
+    totals: list[np.ndarray] = [np.eye(4)] * len(images)
+    means = {}
+    for g, idx in groups.items():
+        sub = os.path.join(workdir, g)
+        os.makedirs(sub)
+        mats, means[g] = _align_group([images[i] for i in idx], sub)
+        for i, m in zip(idx, mats, strict=True):
+            totals[i] = m
+    ref_group = next(iter(groups))
+    for g, idx in groups.items():
+        if g == ref_group:
+            continue
+        xfm = linear_register(
+            means[ref_group], means[g], os.path.join(workdir, f'{g}_to_ref_'), **_BETWEEN_GROUPS
+        )
+        between = read_xfm(xfm)
+        for i in idx:
+            totals[i] = totals[i] @ between
+    return totals, means[ref_group]
+
+
+def write_confounds(params: np.ndarray, out_file: str | os.PathLike) -> str:
+    """Write motion parameters + FD as a BIDS confounds TSV (first FD is ``n/a``)."""
+    fd = framewise_displacement(params)
+    lines = ['\t'.join((*PARAM_NAMES, 'framewise_displacement'))]
+    for t, row in enumerate(params):
+        cells = [f'{v:.6g}' for v in row] + ['n/a' if t == 0 else f'{fd[t]:.6g}']
+        lines.append('\t'.join(cells))
+    with open(out_file, 'w') as fobj:
+        fobj.write('\n'.join(lines) + '\n')
+    return os.fspath(out_file)
+
+
+def correct_motion_file(
+    in_file: str | os.PathLike,
+    volume_types: Sequence[str],
+    out_file: str | os.PathLike,
+    out_confounds: str | os.PathLike,
+    out_reference: str | os.PathLike,
+    out_m0ref: str | os.PathLike | None = None,
+    *,
+    num_threads: int | None = None,
+) -> tuple[str, str, str, str | None]:
+    """File layer of :func:`correct_motion`.
+
+    Writes the corrected series (input header and affine), the confounds TSV, the mean
+    control/label reference and, when ``out_m0ref`` is given and the series has m0scan
+    volumes, their corrected mean (returned as ``None`` otherwise).
+    """
+    img = nib.load(os.fspath(in_file))
+    data = np.asanyarray(img.dataobj, dtype=np.float32)
+    corrected, params, reference = correct_motion(
+        data, img.affine, volume_types, num_threads=num_threads
+    )
+    header = img.header.copy()
+    header.set_data_dtype(np.float32)
+    nib.Nifti1Image(corrected, img.affine, header).to_filename(os.fspath(out_file))
+    header3d = header.copy()
+    header3d.set_data_shape(reference.shape)
+    nib.Nifti1Image(reference, img.affine, header3d).to_filename(os.fspath(out_reference))
+    write_confounds(params, out_confounds)
+    m0_idx = group_volumes(volume_types).get('m0')
+    if out_m0ref is None or not m0_idx:
+        return os.fspath(out_file), os.fspath(out_confounds), os.fspath(out_reference), None
+    m0ref = corrected[..., m0_idx].mean(axis=3)
+    nib.Nifti1Image(m0ref, img.affine, header3d).to_filename(os.fspath(out_m0ref))
+    return (
+        os.fspath(out_file),
+        os.fspath(out_confounds),
+        os.fspath(out_reference),
+        os.fspath(out_m0ref),
+    )

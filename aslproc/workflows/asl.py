@@ -1,0 +1,118 @@
+"""Per-run ASL workflow: motion correction, M0, registration to the T1w, masks, CBF."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from aslproc.interfaces.cbf import Binarize, ComputeM0
+from aslproc.interfaces.hmc import MotionCorrection
+from aslproc.interfaces.registration import RegisterToT1w, ResampleToAsl
+from aslproc.utils.cbf import m0_params
+from aslproc.workflows.cbf import init_cbf_wf
+from aslproc.workflows.engine import LiterateWorkflow
+from aslproc.workflows.outputs import sink_node
+
+#: Threshold of the T1w brain mask after linear resampling to the ASL grid: generous,
+#: so that partial-volume voxels at the cortical edge keep their CBF.
+ASL_MASK_THRESHOLD = 0.3
+
+
+def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'asl_wf'
+                ) -> LiterateWorkflow:
+    """Preprocess one ASL run and quantify its CBF.
+
+    Parameters
+    ----------
+    spec : AslSpec
+        The run and its quantification parameters.
+    settings : Settings
+        Resolved command-line settings (output directory, smoothing, ...).
+    omp_nthreads : int
+        Threads for ANTs.
+    sources : sequence of str
+        BIDS URIs of the raw inputs, for the ``Sources`` of the sidecars.
+
+    Inputs
+    ------
+    t1w, t1w_mask, gm, wm, csf
+        Outputs of the anatomical workflow (T1w grid).
+
+    Outputs
+    -------
+    asl_series
+        Motion-corrected ASL series.
+    m0, asl_ref, asl_mask
+        M0 map, registration reference and brain mask on the ASL grid.
+    xfm
+        ASL-to-T1w rigid transform.
+    cbf, deltam, cbf_smoothed, confounds, qc
+        Quantification results.
+    """
+    wf = LiterateWorkflow(name=name)
+    ref_kind = 'the M0 map' if spec.m0_type in ('Included', 'Separate') else \
+        'the mean control/label image'
+    wf.__desc__ = (
+        f'Head motion of the {len(spec.volume_types)}-volume ASL series was estimated by '
+        'rigid registration of every volume to the mean of its volume type (ANTs), and '
+        'framewise displacement was computed from the parameters (Power et al., 2012). '
+        f'The M0 was taken as M0Type "{spec.m0_type}" prescribes. {ref_kind.capitalize()} '
+        'was registered rigidly to the T1w image (mutual information), and the T1w brain '
+        'mask and tissue maps were carried to the ASL grid through that transform.'
+    )
+    inputnode = pe.Node(niu.IdentityInterface(fields=['t1w', 't1w_mask', 'gm', 'wm', 'csf']),
+                        name='inputnode')
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=['asl_series', 'm0', 'asl_ref', 'asl_mask', 'xfm', 'cbf', 'deltam',
+                'cbf_smoothed', 'confounds', 'qc', 'gm_asl', 'wm_asl']), name='outputnode')
+    vtypes = list(spec.volume_types)
+    hmc = pe.Node(MotionCorrection(in_file=str(spec.asl_file), volume_types=vtypes,
+                                   num_threads=omp_nthreads),
+                  name='hmc', n_procs=omp_nthreads, mem_gb=1)
+    m0 = pe.Node(ComputeM0(volume_types=vtypes, m0=m0_params(spec)), name='m0')
+    if spec.m0_file:
+        m0.inputs.m0_file = str(spec.m0_file)
+    reg = pe.Node(RegisterToT1w(num_threads=omp_nthreads), name='register',
+                  n_procs=omp_nthreads, mem_gb=1)
+    to_asl = {k: pe.Node(ResampleToAsl(num_threads=omp_nthreads), name=f'{k}_to_asl')
+              for k in ('mask', 'gm', 'wm')}
+    binarize = pe.Node(Binarize(threshold=ASL_MASK_THRESHOLD), name='asl_mask')
+    cbf_wf = init_cbf_wf(spec=spec, settings=settings, sources=sources)
+    ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
+                         sources=sources) for key in ('asl_mask', 'confounds', 'xfm')}
+    ref_src = (m0, 'out_file') if spec.m0_type in ('Included', 'Separate') else \
+        (hmc, 'out_reference')
+
+    wf.connect([
+        (hmc, m0, [('out_file', 'asl_file')]),
+        (ref_src[0], reg, [(ref_src[1], 'asl_ref')]),
+        (inputnode, reg, [('t1w', 't1w_file'), ('t1w_mask', 't1w_mask')]),
+        (inputnode, to_asl['mask'], [('t1w_mask', 'in_file')]),
+        (inputnode, to_asl['gm'], [('gm', 'in_file')]),
+        (inputnode, to_asl['wm'], [('wm', 'in_file')]),
+        (to_asl['mask'], binarize, [('out_file', 'in_file')]),
+        (hmc, cbf_wf, [('out_file', 'inputnode.asl_series'),
+                       ('out_confounds', 'inputnode.confounds')]),
+        (m0, cbf_wf, [('out_file', 'inputnode.m0')]),
+        (binarize, cbf_wf, [('out_file', 'inputnode.asl_mask')]),
+        (to_asl['gm'], cbf_wf, [('out_file', 'inputnode.gm')]),
+        (to_asl['wm'], cbf_wf, [('out_file', 'inputnode.wm')]),
+        (hmc, ds['confounds'], [('out_confounds', 'in_file')]),
+        (reg, ds['xfm'], [('out_xfm', 'in_file')]),
+        (binarize, ds['asl_mask'], [('out_file', 'in_file')]),
+        (hmc, outputnode, [('out_file', 'asl_series'), ('out_confounds', 'confounds')]),
+        (m0, outputnode, [('out_file', 'm0')]),
+        (reg, outputnode, [('out_xfm', 'xfm')]),
+        (binarize, outputnode, [('out_file', 'asl_mask')]),
+        (to_asl['gm'], outputnode, [('out_file', 'gm_asl')]),
+        (to_asl['wm'], outputnode, [('out_file', 'wm_asl')]),
+        (cbf_wf, outputnode, [('outputnode.cbf', 'cbf'), ('outputnode.deltam', 'deltam'),
+                              ('outputnode.cbf_smoothed', 'cbf_smoothed'),
+                              ('outputnode.qc', 'qc')]),
+    ])
+    wf.connect(ref_src[0], ref_src[1], cbf_wf, 'inputnode.asl_ref')
+    wf.connect(ref_src[0], ref_src[1], outputnode, 'asl_ref')
+    for key in ('mask', 'gm', 'wm'):
+        wf.connect(ref_src[0], ref_src[1], to_asl[key], 'reference_file')
+        wf.connect(reg, 'out_xfm', to_asl[key], 'xfm')
+    return wf

@@ -1,0 +1,109 @@
+"""A full participant run on a tiny synthetic dataset (the one end-to-end run CI always does).
+
+Two subjects: sub-01 is valid, sub-02 has lost its PostLabelingDelay. The run must
+finish sub-01 completely, name sub-02's file and field on stderr, exit 1, and a
+second run must reuse nipype's cache.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from aslproc.bids.naming import derivative_path
+from aslproc.bids.validate import validate_bids
+from aslproc.cli.run import main
+from aslproc.workflows.outputs import OUTPUTS
+from tests.conftest import make_dataset
+
+#: Outputs a run with the learned stages switched off must write.
+CLASSIC = ('anat_mask', 'probseg_gm', 'probseg_wm', 'probseg_csf', 'asl_mask', 'cbf',
+           'cbf_smoothed', 'confounds', 'qc', 'xfm')
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('e2e')
+    # SNR 400 per volume and 4 pairs: CBF noise ~15 ml/100 g/min, so the map is checkable.
+    bids = make_dataset(root / 'data', subjects=2, motion_mm=0.5, snr=400.0)
+    side = bids / 'sub-02' / 'perf' / 'sub-02_asl.json'
+    meta = json.loads(side.read_text())
+    del meta['PostLabelingDelay']
+    side.write_text(json.dumps(meta))
+    out, work = root / 'out', root / 'work'
+    argv = [str(bids), str(out), 'participant', '-w', str(work), '--nprocs', '1',
+            '--no-denoise', '--no-sr', '--skip-bids-validation']
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, '-m', 'aslproc.cli.run', *argv], capture_output=True,
+                          text=True)
+    first = time.time() - t0
+    return dict(bids=bids, out=out, work=work, argv=argv, proc=proc, first=first,
+                truth=root / 'data' / 'truth')
+
+
+def test_exit_status_and_error_line(run):
+    proc = run['proc']
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith('aslproc: sub-02 failed')]
+    assert line, proc.stderr[-3000:]
+    assert 'sub-02_asl.json' in line[0] and 'PostLabelingDelay' in line[0]
+    assert 'sub-01 failed' not in proc.stderr
+
+
+def test_outputs_match_the_table(run):
+    ents = {'subject': '01'}
+    for key in CLASSIC:
+        o = OUTPUTS[key]
+        path = derivative_path(run['out'], ents, datatype=o.datatype, suffix=o.suffix,
+                               extension=o.extension, **o.naming)
+        assert path.is_file(), key
+        if o.extension == '.nii.gz':
+            side = json.loads(path.with_name(path.name[:-7] + '.json').read_text())
+            assert side['Description'] == o.description
+            if o.units:
+                assert side['Units'] == o.units and side['PostLabelingDelay'] == 1.8
+    written = {p.name for p in (run['out'] / 'sub-01').rglob('*') if p.is_file()}
+    expected = set()
+    for key in CLASSIC:
+        o = OUTPUTS[key]
+        name = derivative_path(run['out'], ents, datatype=o.datatype, suffix=o.suffix,
+                               extension=o.extension, **o.naming).name
+        expected |= {name, name[: -len(o.extension)] + '.json'}  # every output has a sidecar
+    assert written - expected == set(), 'files not in the outputs table'
+    assert not any((run['out'] / 'sub-02').rglob('*_cbf.nii.gz'))
+    assert (run['out'] / 'sub-01.html').is_file() and (run['out'] / 'sub-02.html').is_file()
+    desc = json.loads((run['out'] / 'dataset_description.json').read_text())
+    assert desc['DatasetType'] == 'derivative' and desc['GeneratedBy'][0]['Name'] == 'aslproc'
+
+
+def test_cbf_is_quantitative(run):
+    cbf = nib.load(str(run['out'] / 'sub-01/perf/sub-01_cbf.nii.gz')).get_fdata()
+    truth = nib.load(str(run['truth'] / 'sub-01_cbf.nii.gz')).get_fdata()
+    seg = nib.load(str(run['truth'] / 'sub-01_seg.nii.gz')).get_fdata()
+    gm = (seg == 1) & (cbf != 0)
+    assert gm.sum() > 20
+    bias = (np.median(cbf[gm]) - np.median(truth[gm])) / np.median(truth[gm])
+    assert abs(bias) < 0.2
+    assert np.corrcoef(cbf[gm | (seg == 2)], truth[gm | (seg == 2)])[0, 1] > 0.5
+    qc = (run['out'] / 'sub-01/perf/sub-01_desc-qc_cbf.tsv').read_text().splitlines()
+    row = dict(zip(qc[0].split('\t'), qc[1].split('\t'), strict=True))
+    assert float(row['mean_gm_cbf']) > float(row['mean_wm_cbf']) > 0
+    assert 0.3 < float(row['dice_asl_t1w']) <= 1
+
+
+def test_output_is_a_valid_derivative_dataset(run):
+    validate_bids(run['out'], derivative=True)
+
+
+def test_rerun_reuses_the_cache(run):
+    stamp = (run['out'] / 'sub-01/perf/sub-01_cbf.nii.gz').read_bytes()
+    t0 = time.time()
+    status = main(run['argv'] + ['--participant-label', '01'])
+    again = time.time() - t0
+    assert status == 0
+    assert again < 0.5 * run['first']
+    assert (run['out'] / 'sub-01/perf/sub-01_cbf.nii.gz').read_bytes() == stamp

@@ -1,0 +1,27 @@
+"""Every top-level workflow builds and expands without running (miswired graphs fail here)."""
+
+import pytest
+from nipype.pipeline.engine.utils import generate_expanded_graph
+
+from aslproc.bids import query
+from aslproc.cli.settings import Settings
+from aslproc.workflows.base import init_single_subject_wf
+from tests.conftest import make_dataset
+
+
+@pytest.mark.parametrize('label,m0', [
+    ('PCASL', 'Included'), ('PCASL', 'Separate'), ('PASL', 'Estimate'), ('PCASL', 'Absent'),
+])
+@pytest.mark.parametrize('denoise,sr', [(True, True), (False, False)])
+def test_subject_workflow_builds(tmp_path, label, m0, denoise, sr):
+    bids = make_dataset(tmp_path / 'ds', label=label, m0_type=m0, n_pairs=2)
+    runs = query.collect_runs(bids, '01')
+    settings = Settings(bids_dir=bids, output_dir=tmp_path / 'out', analysis_level='participant',
+                        work_dir=tmp_path / 'work', denoise=denoise, sr=sr)
+    wf = init_single_subject_wf(subject='01', runs=runs, settings=settings)
+    graph = generate_expanded_graph(wf._create_flat_graph())
+    names = {n.name for n in graph.nodes()}
+    assert {'hmc', 'register', 'compute_cbf', 'smooth', 'brain_mask', 'segment'} <= names
+    assert 'ds_cbf' in names and 'ds_xfm' in names
+    text = wf.visit_desc()
+    assert m0 in text and ('pulsed' if label == 'PASL' else 'pseudo-continuous') in text
