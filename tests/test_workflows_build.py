@@ -23,5 +23,7 @@ def test_subject_workflow_builds(tmp_path, label, m0, denoise, sr):
     names = {n.name for n in graph.nodes()}
     assert {'hmc', 'register', 'compute_cbf', 'smooth', 'brain_mask', 'segment'} <= names
     assert 'ds_cbf' in names and 'ds_xfm' in names
+    assert ('ds_cbf_denoised' in names) == denoise
+    assert ('ds_cbf_sr' in names) == sr
     text = wf.visit_desc()
     assert m0 in text and ('pulsed' if label == 'PASL' else 'pseudo-continuous') in text

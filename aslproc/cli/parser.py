@@ -97,6 +97,15 @@ def _build_parser() -> argparse.ArgumentParser:
                    help='write desc-denoised_cbf with the shipped CNN denoiser')
     g.add_argument('--sr', action=argparse.BooleanOptionalAction, default=True,
                    help='write space-T1w_desc-sr_cbf with the per-subject super-resolution')
+    g.add_argument('--sr-iters', type=pos_int, default=None,
+                   help='super-resolution iterations per pyramid level (default: a CPU budget '
+                   'of a few minutes per subject, or the published 2000 on a CUDA GPU)')
+    g.add_argument('--sr-levels', type=pos_int, default=None,
+                   help='number of pyramid levels from the ASL grid to the T1w grid (default: '
+                   'from the resolution ratio, scale factor about 0.75 per level)')
+    g.add_argument('--sr-baseline', action='store_true',
+                   help='also write linear and cubic-spline resampling of the CBF to the T1w '
+                   'grid (space-T1w_desc-srlinear_cbf, desc-srcubic), for comparison')
 
     g = parser.add_argument_group('Other')
     g.add_argument('-v', '--verbose', action='count', default=0,
@@ -124,7 +133,8 @@ def parse_args(argv=None) -> Settings:
         participant_label=labels, work_dir=work, nprocs=opts.nprocs,
         omp_nthreads=min(nthreads, opts.nprocs), skip_bids_validation=opts.skip_bids_validation,
         m0_scale=opts.m0_scale, t1_blood=opts.t1_blood, smooth_fwhm=opts.smooth_fwhm,
-        device=opts.device, denoise=opts.denoise, sr=opts.sr, verbose=opts.verbose,
+        device=opts.device, denoise=opts.denoise, sr=opts.sr, sr_iters=opts.sr_iters,
+        sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline, verbose=opts.verbose,
     )
 
 

@@ -29,6 +29,9 @@ class Settings:
     device: str = 'auto'
     denoise: bool = True
     sr: bool = True
+    sr_iters: int | None = None
+    sr_levels: int | None = None
+    sr_baseline: bool = False
     verbose: int = 0
 
     def to_dict(self) -> dict:

@@ -129,6 +129,7 @@ class ComputeQC(SimpleInterface):
 class _BinarizeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc='map to threshold')
     threshold = traits.Float(0.5, usedefault=True, desc='voxels above this are kept')
+    dilate_inplane = traits.Int(0, usedefault=True, desc='in-plane dilation (voxels)')
 
 
 class _BinarizeOutputSpec(TraitedSpec):
@@ -143,5 +144,6 @@ class Binarize(SimpleInterface):
 
     def _run_interface(self, runtime):
         self._results['out_file'] = quantify.binarize_file(
-            self.inputs.in_file, self.inputs.threshold, _out(runtime, 'mask.nii.gz'))
+            self.inputs.in_file, self.inputs.threshold, _out(runtime, 'mask.nii.gz'),
+            dilate_inplane=self.inputs.dilate_inplane)
         return runtime

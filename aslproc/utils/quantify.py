@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from aslproc.utils import cbf as cbfu
 from aslproc.utils import qc as qcu
@@ -136,10 +137,19 @@ def read_fd(confounds_file) -> np.ndarray:
                      else float(r['framewise_displacement']) for r in rows])
 
 
-def binarize_file(in_file, threshold: float, out_file) -> str:
-    """Write ``in_file > threshold`` as a uint8 mask on the same grid."""
+def binarize_file(in_file, threshold: float, out_file, dilate_inplane: int = 0) -> str:
+    """Write ``in_file > threshold`` as a uint8 mask on the same grid.
+
+    ``dilate_inplane`` grows the mask by that many voxels within each slice (not across
+    slices, which are often thick in ASL), so that cortical voxels that are only partly
+    inside the T1w brain mask keep their CBF.
+    """
     data, img = load(in_file)
-    out = nib.Nifti1Image((data > threshold).astype(np.uint8), img.affine, img.header)
+    mask = data > threshold
+    if dilate_inplane:
+        mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 1), bool),
+                                       iterations=int(dilate_inplane))
+    out = nib.Nifti1Image(mask.astype(np.uint8), img.affine, img.header)
     out.set_data_dtype(np.uint8)
     nib.save(out, str(out_file))
     return str(Path(out_file))

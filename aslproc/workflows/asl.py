@@ -10,12 +10,18 @@ from aslproc.interfaces.hmc import MotionCorrection
 from aslproc.interfaces.registration import RegisterToT1w, ResampleToAsl
 from aslproc.utils.cbf import m0_params
 from aslproc.workflows.cbf import init_cbf_wf
+from aslproc.workflows.denoise import init_denoise_wf
 from aslproc.workflows.engine import LiterateWorkflow
 from aslproc.workflows.outputs import sink_node
+from aslproc.workflows.superres import init_sr_wf
 
-#: Threshold of the T1w brain mask after linear resampling to the ASL grid: generous,
-#: so that partial-volume voxels at the cortical edge keep their CBF.
-ASL_MASK_THRESHOLD = 0.3
+#: Threshold of the T1w brain mask after linear resampling to the ASL grid (the brain
+#: mask written as a derivative and used for QC).
+ASL_MASK_THRESHOLD = 0.5
+#: The quantification mask is generous: any voxel 10 % inside the brain, grown by one voxel
+#: within the slice, so that partial-volume cortex keeps its CBF (on the public reference
+#: case the strict mask left 1 % of the grey/white-matter voxels at 0).
+CBF_MASK_THRESHOLD, CBF_MASK_DILATION = 0.1, 1
 
 
 def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'asl_wf'
@@ -42,12 +48,14 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     -------
     asl_series
         Motion-corrected ASL series.
-    m0, asl_ref, asl_mask
-        M0 map, registration reference and brain mask on the ASL grid.
+    m0, asl_ref, asl_mask, cbf_mask
+        M0 map, registration reference, brain mask and quantification mask (ASL grid).
     xfm
         ASL-to-T1w rigid transform.
     cbf, deltam, cbf_smoothed, confounds, qc
         Quantification results.
+    cbf_denoised, cbf_sr
+        Learned stages (undefined when switched off).
     """
     wf = LiterateWorkflow(name=name)
     ref_kind = 'the M0 map' if spec.m0_type in ('Included', 'Separate') else \
@@ -63,8 +71,9 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     inputnode = pe.Node(niu.IdentityInterface(fields=['t1w', 't1w_mask', 'gm', 'wm', 'csf']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(
-        fields=['asl_series', 'm0', 'asl_ref', 'asl_mask', 'xfm', 'cbf', 'deltam',
-                'cbf_smoothed', 'confounds', 'qc', 'gm_asl', 'wm_asl']), name='outputnode')
+        fields=['asl_series', 'm0', 'asl_ref', 'asl_mask', 'cbf_mask', 'xfm', 'cbf', 'deltam',
+                'cbf_smoothed', 'confounds', 'qc', 'gm_asl', 'wm_asl', 'cbf_denoised',
+                'cbf_sr']), name='outputnode')
     vtypes = list(spec.volume_types)
     hmc = pe.Node(MotionCorrection(in_file=str(spec.asl_file), volume_types=vtypes,
                                    num_threads=omp_nthreads),
@@ -77,6 +86,8 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     to_asl = {k: pe.Node(ResampleToAsl(num_threads=omp_nthreads), name=f'{k}_to_asl')
               for k in ('mask', 'gm', 'wm')}
     binarize = pe.Node(Binarize(threshold=ASL_MASK_THRESHOLD), name='asl_mask')
+    cbf_mask = pe.Node(Binarize(threshold=CBF_MASK_THRESHOLD, dilate_inplane=CBF_MASK_DILATION),
+                       name='cbf_mask')
     cbf_wf = init_cbf_wf(spec=spec, settings=settings, sources=sources)
     ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
                          sources=sources) for key in ('asl_mask', 'confounds', 'xfm')}
@@ -91,10 +102,12 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         (inputnode, to_asl['gm'], [('gm', 'in_file')]),
         (inputnode, to_asl['wm'], [('wm', 'in_file')]),
         (to_asl['mask'], binarize, [('out_file', 'in_file')]),
+        (to_asl['mask'], cbf_mask, [('out_file', 'in_file')]),
         (hmc, cbf_wf, [('out_file', 'inputnode.asl_series'),
                        ('out_confounds', 'inputnode.confounds')]),
         (m0, cbf_wf, [('out_file', 'inputnode.m0')]),
         (binarize, cbf_wf, [('out_file', 'inputnode.asl_mask')]),
+        (cbf_mask, cbf_wf, [('out_file', 'inputnode.cbf_mask')]),
         (to_asl['gm'], cbf_wf, [('out_file', 'inputnode.gm')]),
         (to_asl['wm'], cbf_wf, [('out_file', 'inputnode.wm')]),
         (hmc, ds['confounds'], [('out_confounds', 'in_file')]),
@@ -104,6 +117,7 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         (m0, outputnode, [('out_file', 'm0')]),
         (reg, outputnode, [('out_xfm', 'xfm')]),
         (binarize, outputnode, [('out_file', 'asl_mask')]),
+        (cbf_mask, outputnode, [('out_file', 'cbf_mask')]),
         (to_asl['gm'], outputnode, [('out_file', 'gm_asl')]),
         (to_asl['wm'], outputnode, [('out_file', 'wm_asl')]),
         (cbf_wf, outputnode, [('outputnode.cbf', 'cbf'), ('outputnode.deltam', 'deltam'),
@@ -115,4 +129,31 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     for key in ('mask', 'gm', 'wm'):
         wf.connect(ref_src[0], ref_src[1], to_asl[key], 'reference_file')
         wf.connect(reg, 'out_xfm', to_asl[key], 'xfm')
+    _add_learned_stages(wf, spec=spec, settings=settings, sources=sources, hmc=hmc, m0=m0,
+                        cbf_mask=cbf_mask, cbf_wf=cbf_wf, reg=reg, inputnode=inputnode,
+                        outputnode=outputnode)
     return wf
+
+
+def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_wf, reg,
+                        inputnode, outputnode):
+    """Connect the denoiser (on the corrected series) and the super-resolution (on the
+    denoised CBF when the denoiser runs, else on the plain-average CBF)."""
+    native = (cbf_wf, 'outputnode.cbf')
+    if settings.denoise:
+        dn_wf = init_denoise_wf(spec=spec, settings=settings, sources=sources)
+        wf.connect([
+            (hmc, dn_wf, [('out_file', 'inputnode.asl_series')]),
+            (m0, dn_wf, [('out_file', 'inputnode.m0')]),
+            (cbf_mask, dn_wf, [('out_file', 'inputnode.asl_mask')]),
+            (dn_wf, outputnode, [('outputnode.cbf_denoised', 'cbf_denoised')]),
+        ])
+        native = (dn_wf, 'outputnode.cbf_denoised')
+    if settings.sr:
+        sr_wf = init_sr_wf(spec=spec, settings=settings, sources=sources)
+        wf.connect([
+            (reg, sr_wf, [('out_xfm', 'inputnode.xfm')]),
+            (inputnode, sr_wf, [('t1w', 'inputnode.t1w'), ('t1w_mask', 'inputnode.t1w_mask')]),
+            (sr_wf, outputnode, [('outputnode.cbf_sr', 'cbf_sr')]),
+        ])
+        wf.connect(native[0], native[1], sr_wf, 'inputnode.cbf')

@@ -22,9 +22,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
 
     Inputs
     ------
-    asl_series, m0, asl_mask, asl_ref, gm, wm, confounds
-        Motion-corrected series, M0 map, brain mask, reference, tissue maps (ASL grid),
-        motion confounds.
+    asl_series, m0, asl_mask, cbf_mask, asl_ref, gm, wm, confounds
+        Motion-corrected series, M0 map, brain mask (QC), generous quantification mask,
+        reference, tissue maps (ASL grid), motion confounds.
 
     Outputs
     -------
@@ -45,7 +45,7 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         + (f'A smoothed map was made with a {settings.smooth_fwhm} mm FWHM Gaussian kernel '
            'normalised inside the brain mask.' if settings.smooth_fwhm else '')
     )
-    fields = ['asl_series', 'm0', 'asl_mask', 'asl_ref', 'gm', 'wm', 'confounds']
+    fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'deltam', 'cbf_smoothed', 'qc']),
                          name='outputnode')
@@ -61,9 +61,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
                                           SmoothingFWHM=settings.smooth_fwhm)
     wf.connect([
         (inputnode, cbf, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
-                          ('asl_mask', 'mask_file')]),
+                          ('cbf_mask', 'mask_file')]),
         (cbf, smooth, [('out_cbf', 'in_file')]),
-        (inputnode, smooth, [('asl_mask', 'mask_file')]),
+        (inputnode, smooth, [('cbf_mask', 'mask_file')]),
         (cbf, qc, [('out_cbf', 'cbf_file')]),
         (inputnode, qc, [('gm', 'gm_file'), ('wm', 'wm_file'), ('confounds', 'confounds_file'),
                          ('asl_mask', 'mask_file'), ('asl_ref', 'ref_file')]),

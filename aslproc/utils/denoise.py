@@ -1,0 +1,196 @@
+"""Array and file layers around the ΔM denoiser (numpy in, numpy out).
+
+The network never sees scanner units. ΔM is turned into *CBF-like* units with a single
+robust M0 level of the brain (not the voxel-wise M0, so the noise stays spatially uniform):
+
+.. math:: x = \\frac{\\mathrm{quantify}(\\Delta M, M_{0,ref})}{100}
+
+where ``quantify`` is :func:`aslproc.kinetics.quantify` with the acquisition's parameters
+(per-slice PLD for 2D readouts), so PCASL and PASL, any PLD, labeling efficiency and scanner
+scale all reach the network as "CBF / 100". The standard deviation of the mean ΔM (estimated
+from the spread of the pairs) is given in the same units as a constant channel, so one model
+serves every noise level, and the relative M0 (``M0 / M0_ref``) gives the head outline.
+The network predicts the noise in ``x``; the denoised ΔM is mapped back with the same factor.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from aslproc import kinetics
+from aslproc.utils import cbf as cbfu
+
+logger = logging.getLogger(__name__)
+
+#: CBF-like units are divided by this so that grey matter sits near 0.5.
+CBF_SCALE = 100.0
+#: Input channels the array layer can build (names stored with the shipped weights).
+CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma', 'm0')
+#: The channels of aslproc's shipped model: no M0, whose tissue contrast depends on the
+#: sequence and would let the network paint perfusion from anatomy.
+DEFAULT_CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma')
+
+
+def kinetic_factor(params: dict, n_slices: int) -> np.ndarray:
+    """CBF per unit ΔM/M0 for each slice, shape (1, 1, Z): ``quantify(1, 1, params)``.
+
+    >>> p = dict(label_type='PCASL', pld=1.8, tau=1.8, t1_blood=1.65, alpha=0.85, lam=0.9)
+    >>> kinetic_factor(p, 2).round(1).ravel().tolist()
+    [8630.0, 8630.0]
+    """
+    pld = params['pld']
+    if np.ndim(pld) > 0:
+        pld = np.asarray(pld, dtype=float).reshape(1, 1, -1)
+    k = kinetics.quantify(np.ones((1, 1, n_slices)), 1.0, dict(params, pld=pld))
+    return np.broadcast_to(np.asarray(k, dtype=float), (1, 1, n_slices)).copy()
+
+
+def m0_reference(m0: np.ndarray, mask: np.ndarray) -> float:
+    """Robust M0 level of the brain: the median of M0 inside ``mask`` (positive values).
+
+    >>> m0_reference(np.array([0., 80., 100., 120.]), np.array([1, 1, 1, 1]))
+    100.0
+    """
+    vals = m0[(mask > 0) & (m0 > 0)]
+    if vals.size == 0:
+        raise ValueError('M0 is not positive anywhere in the brain mask')
+    return float(np.median(vals))
+
+
+def noise_sd(pairs: np.ndarray, mask: np.ndarray) -> float:
+    """Standard deviation of the *mean* ΔM, from the spread of the pairs (X, Y, Z, P).
+
+    With two or more pairs: the mean within-voxel variance over ``mask`` divided by the
+    number of pairs. With one pair the spread is unknown, so the noise of neighbouring-voxel
+    differences (median absolute deviation, which slightly overestimates it) is used.
+
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.normal(0, 2.0, (20, 20, 4, 16))
+    >>> round(noise_sd(p, np.ones((20, 20, 4))), 1)
+    0.5
+    """
+    keep = mask > 0
+    n = pairs.shape[-1]
+    if n >= 2:
+        return float(np.sqrt(pairs[keep].var(axis=-1, ddof=1).mean() / n))
+    d = np.diff(pairs[..., 0], axis=0)[keep[1:] & keep[:-1]]
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def build_inputs(
+    pairs: np.ndarray, m0: np.ndarray, mask: np.ndarray, params: dict, channels=CHANNELS
+) -> tuple[np.ndarray, dict]:
+    """Network input of every slice and the constants to undo the normalisation.
+
+    Parameters
+    ----------
+    pairs : ndarray (X, Y, Z, P)
+        ΔM of each control/label pair (:func:`aslproc.utils.cbf.pairwise_delta_m`).
+    m0, mask : ndarray (X, Y, Z)
+        M0 map and brain mask on the ASL grid.
+    params : dict
+        :func:`aslproc.kinetics.quantify` parameters.
+    channels : sequence of str
+        Names from :data:`CHANNELS`.
+
+    Returns
+    -------
+    inputs : ndarray (Z, C, X, Y), float32
+    norm : dict
+        ``scale`` (X, Y, Z → multiply normalised ΔM by it to get ΔM), ``sigma`` (noise SD of
+        the mean in normalised units), ``m0_ref``.
+    """
+    n_slices = pairs.shape[2]
+    m0_ref = m0_reference(m0, mask)
+    to_x = kinetic_factor(params, n_slices) / (m0_ref * CBF_SCALE)  # (1, 1, Z)
+    x = pairs.mean(axis=-1) * to_x
+    sigma = noise_sd(pairs * to_x[..., None], mask)
+    build = {
+        'dm': lambda: x,
+        'dm_below': lambda: np.concatenate([x[..., :1], x[..., :-1]], axis=2),
+        'dm_above': lambda: np.concatenate([x[..., 1:], x[..., -1:]], axis=2),
+        'sigma': lambda: np.full(x.shape, sigma),
+        'm0': lambda: np.clip(m0 / m0_ref, 0.0, 3.0),
+    }
+    stack = np.stack([build[c]() for c in channels], axis=0)  # (C, X, Y, Z)
+    inputs = np.ascontiguousarray(np.moveaxis(stack, -1, 0), dtype=np.float32)
+    return inputs, {'to_x': to_x, 'sigma': sigma, 'm0_ref': m0_ref}
+
+
+#: In-plane symmetries averaged at inference (each is its own inverse): the network was
+#: trained with flips and transposes, so averaging them removes orientation-specific errors.
+SYMMETRIES = (
+    lambda a: a,
+    lambda a: a[..., ::-1, :],
+    lambda a: a[..., :, ::-1],
+    lambda a: np.swapaxes(a, -1, -2),
+)
+
+
+def denoise_pairs(
+    model,
+    pairs: np.ndarray,
+    m0: np.ndarray,
+    mask: np.ndarray,
+    params: dict,
+    channels=DEFAULT_CHANNELS,
+    device='cpu',
+    batch_size=None,
+    symmetric: bool = True,
+) -> np.ndarray:
+    """Denoised mean ΔM (X, Y, Z), in the units of ``pairs``.
+
+    The model predicts the noise of the normalised mean ΔM (channel ``dm``), which is
+    subtracted before mapping back to ΔM units. With ``symmetric`` the prediction is the
+    mean over :data:`SYMMETRIES` (four times the compute).
+    """
+    from aslproc.models import infer
+
+    inputs, norm = build_inputs(pairs, m0, mask, params, channels)
+    ops = SYMMETRIES if symmetric else SYMMETRIES[:1]
+    noise = np.mean(
+        [op(infer.predict(model, op(inputs), device, batch_size=batch_size)) for op in ops],
+        axis=0,
+    )[:, 0]  # (Z, X, Y)
+    x_hat = inputs[:, list(channels).index('dm')] - noise
+    return (np.moveaxis(x_hat, 0, -1) / norm['to_x']).astype(np.float32)
+
+
+def denoise_file(
+    asl_file,
+    volume_types,
+    m0_file,
+    mask_file,
+    params: dict,
+    out_cbf,
+    out_deltam,
+    device='auto',
+    num_threads: int = 1,
+    weights=None,
+) -> tuple[str, str]:
+    """Write the denoised mean ΔM and the CBF computed from it (masked as the plain map).
+
+    ``weights`` is a weight file (default: the shipped one); ``num_threads`` caps torch's
+    CPU threads. The CBF uses :func:`aslproc.utils.cbf.cbf_map`, like the plain-average map.
+    """
+    import torch
+
+    from aslproc.models import infer
+    from aslproc.utils.quantify import _per_slice, load, save_like
+
+    torch.set_num_threads(max(1, int(num_threads)))
+    data, img = load(asl_file)
+    m0, _ = load(m0_file)
+    mask, _ = load(mask_file)
+    model, info = infer.load_denoiser(weights)
+    pairs = cbfu.pairwise_delta_m(data, volume_types)
+    params = dict(params, pld=_per_slice(params['pld'], data.shape[2]))
+    dm = denoise_pairs(
+        model, pairs, m0, mask, params, info['channels'], infer.resolve_device(device)
+    )
+    dm = np.where(mask > 0, dm, pairs.mean(axis=-1))
+    cbf = cbfu.cbf_map(dm, m0, params, mask)
+    logger.info('denoised %d pairs with %s', pairs.shape[-1], info.get('name'))
+    return save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)

@@ -1,0 +1,74 @@
+"""ΔM denoising workflow: CNN-denoised mean ΔM and the CBF quantified from it."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from aslproc.interfaces.denoise import DenoiseASL
+from aslproc.workflows.cbf import _jsonable, _n_slices
+from aslproc.workflows.engine import LiterateWorkflow
+from aslproc.workflows.outputs import sink_node
+
+
+def _model_meta(meta: dict, name: str, sha256: str) -> dict:
+    """The sink's sidecar content plus the model that made the map."""
+    return dict(meta, DenoisingModel=name, DenoisingModelSHA256=sha256)
+
+
+def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
+                    ) -> LiterateWorkflow:
+    """Denoise the mean ΔM with the shipped CNN and write ``desc-denoised_cbf``.
+
+    Parameters
+    ----------
+    spec : AslSpec
+        The run; its ``quant_params`` are used and recorded in the sidecar.
+    settings : Settings
+        ``output_dir``, ``device`` and ``omp_nthreads`` are used.
+    sources : sequence of str
+        BIDS URIs of the raw inputs (``Sources`` of the sidecar).
+
+    Inputs
+    ------
+    asl_series, m0, asl_mask
+        Motion-corrected series, M0 map and brain mask on the ASL grid.
+
+    Outputs
+    -------
+    cbf_denoised, deltam_denoised
+        CBF from the denoised mean ΔM, and that ΔM.
+    """
+    wf = LiterateWorkflow(name=name)
+    wf.__desc__ = (
+        f'A second CBF map was computed from the mean ΔM of the {spec.n_pairs} pairs after '
+        'denoising with a residual convolutional network applied slice by slice (after '
+        'DeepASL, Ulas et al., 2018), trained on simulated data with a loss that combines the '
+        'noise error and the error of the CBF given by the same kinetic model; the network '
+        'sees ΔM in CBF-like units, the noise level estimated from the spread of the pairs, '
+        'and the relative M0.'
+    )
+    inputnode = pe.Node(niu.IdentityInterface(fields=['asl_series', 'm0', 'asl_mask']),
+                        name='inputnode')
+    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_denoised', 'deltam_denoised']),
+                         name='outputnode')
+    denoise = pe.Node(
+        DenoiseASL(volume_types=list(spec.volume_types),
+                   params=_jsonable(spec.quant_params(_n_slices(spec))),
+                   device=settings.device, num_threads=settings.omp_nthreads),
+        name='denoise', n_procs=settings.omp_nthreads, mem_gb=1)
+    ds = sink_node('cbf_denoised', out_dir=settings.output_dir, entities=spec.entities,
+                   quant=spec.sidecar(), sources=sources)
+    meta = pe.Node(niu.Function(function=_model_meta, input_names=['meta', 'name', 'sha256'],
+                                output_names=['meta']), name='denoise_meta')
+    meta.inputs.meta = dict(ds.inputs.meta)
+    wf.connect([
+        (inputnode, denoise, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
+                              ('asl_mask', 'mask_file')]),
+        (denoise, meta, [('model_name', 'name'), ('model_sha256', 'sha256')]),
+        (meta, ds, [('meta', 'meta')]),
+        (denoise, ds, [('out_cbf', 'in_file')]),
+        (denoise, outputnode, [('out_cbf', 'cbf_denoised'),
+                               ('out_deltam', 'deltam_denoised')]),
+    ])
+    return wf

@@ -1,0 +1,108 @@
+"""Super-resolution workflow: CBF from the ASL grid onto the T1w grid (multi-scale GAN)."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from aslproc.interfaces.bids import DerivativesDataSink
+from aslproc.interfaces.superres import SuperResolve
+from aslproc.utils.superres import CPU_ITERS, GPU_ITERS, sr_sidecar
+from aslproc.workflows.engine import LiterateWorkflow
+from aslproc.workflows.outputs import CBF_UNITS, OUTPUTS, sidecar, sink_node
+
+#: Baseline outputs written with ``--sr-baseline``: key, desc entity, description.
+BASELINES = (
+    ('cbf_srlinear', 'srlinear', 'CBF resampled to the T1w grid by linear interpolation'),
+    ('cbf_srcubic', 'srcubic', 'CBF resampled to the T1w grid by cubic-spline interpolation'),
+)
+
+
+def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWorkflow:
+    """Super-resolve the native-grid CBF onto the T1w grid, fitted on the subject alone.
+
+    Parameters
+    ----------
+    spec : AslSpec
+        The run; its entities name the outputs and its ``sidecar()`` fills the JSON.
+    settings : Settings
+        ``output_dir``, ``device``, ``omp_nthreads`` and, when present, ``sr_iters``
+        (per level; None: 2000 on CUDA, 0 on the CPU), ``sr_levels`` (0: automatic) and
+        ``sr_baseline`` (also write linear and cubic-spline resamplings).
+
+    Inputs
+    ------
+    cbf
+        CBF on the ASL grid (the denoised map when there is one, else the plain average).
+    xfm
+        ASL→T1w rigid transform (ITK).
+    t1w, t1w_mask
+        The T1w image (guide and output grid) and its brain mask.
+
+    Outputs
+    -------
+    cbf_sr
+        Super-resolved CBF on the T1w grid.
+    """
+    iters = getattr(settings, 'sr_iters', None)
+    levels = int(getattr(settings, 'sr_levels', 0) or 0)
+    baseline = bool(getattr(settings, 'sr_baseline', False))
+    device = str(getattr(settings, 'device', 'auto'))
+    nthreads = int(getattr(settings, 'omp_nthreads', 1) or 1)
+    wf = LiterateWorkflow(name=name)
+    gan = (
+        'the residuals of a pyramid of 3D U-Net generators (grids from the ASL voxel to the '
+        'T1w voxel in steps of about 0.75, '
+        + (f'{levels} levels' if levels else 'automatic number of levels')
+        + ') that read the upsampled map of the level below and the normalised T1w, trained '
+        'with a Markovian patch critic (WGAN-GP), a zero-shot reconstruction loss on the '
+        "subject's own ASL data degraded by one pyramid step and a low-pass consistency loss ("
+        + (f'{iters} iterations per level)' if iters else
+           f'{GPU_ITERS} iterations per level on a GPU; not used on the CPU'
+           + (f', {CPU_ITERS} there' if CPU_ITERS else '') + ')'))
+    wf.__desc__ = (
+        'CBF was super-resolved onto the T1w grid for each subject from its own data, after '
+        'the unsupervised multi-scale GAN of Cui, Gong et al. A detail layer was added to '
+        'the linear upsampling of the ASL-grid CBF: the T1w anatomy finer than an ASL voxel, '
+        "scaled by the slope of CBF against the T1w in the subject's own data, plus "
+        f'{gan}. What the ASL acquisition would see of that layer (its values at the ASL '
+        'voxel centres and its means over the point-spread function) was removed first, so '
+        'the result resampled back onto the ASL grid equals the linear upsampling resampled '
+        'back.'
+    )
+    inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask']),
+                        name='inputnode')
+    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr']), name='outputnode')
+    sr = pe.Node(SuperResolve(levels=levels, iters=int(iters or 0), baseline=baseline,
+                              device=device, num_threads=nthreads),
+                 name='super_resolve', n_procs=nthreads, mem_gb=4.0)
+    quant = spec.sidecar()
+    ds = sink_node('cbf_sr', out_dir=settings.output_dir, entities=spec.entities, quant=quant,
+                   sources=sources)
+    meta = pe.Node(niu.Function(function=sr_sidecar, input_names=['meta', 'info'],
+                                output_names=['meta']), name='sr_meta')
+    meta.inputs.meta = sidecar('cbf_sr', quant)
+    wf.connect([
+        (inputnode, sr, [('cbf', 'cbf_file'), ('xfm', 'xfm_file'), ('t1w', 't1w_file'),
+                         ('t1w_mask', 'mask_file')]),
+        (sr, meta, [('info', 'info')]),
+        (sr, ds, [('out_file', 'in_file')]),
+        (meta, ds, [('meta', 'meta')]),
+        (sr, outputnode, [('out_file', 'cbf_sr')]),
+    ])
+    if baseline:
+        for (key, desc, text), port in zip(BASELINES, ('out_linear', 'out_cubic'), strict=True):
+            node = (sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
+                              quant=quant, sources=sources) if key in OUTPUTS else
+                    _baseline_sink(key, desc, text, settings.output_dir, spec, quant, sources))
+            wf.connect(sr, port, node, 'in_file')
+    return wf
+
+
+def _baseline_sink(key, desc, text, out_dir, spec, quant, sources) -> pe.Node:
+    """A sink for a baseline output not (yet) in the table of :mod:`aslproc.workflows.outputs`."""
+    return pe.Node(DerivativesDataSink(
+        base_directory=str(out_dir), entities=dict(spec.entities), datatype='perf',
+        suffix='cbf', naming={'space': 'T1w', 'desc': desc},
+        meta=dict({'Description': text, 'Units': CBF_UNITS}, **(quant or {})),
+        sources=list(sources)), name=f'ds_{key}', run_without_submitting=True)

@@ -1,0 +1,81 @@
+"""Shipped weights, weight-file errors, and the file layer of the denoiser."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from aslproc import kinetics
+from aslproc.models import infer
+from aslproc.synth import SynthConfig, simulate_subject
+from aslproc.utils import cbf as cbfu
+from aslproc.utils import denoise as dnu
+
+
+def test_shipped_weights_load():
+    model, info = infer.load_denoiser()
+    assert info['sha256'] == infer.weights_sha256(infer.DEFAULT_WEIGHTS)
+    assert len(info['sha256']) == 64 and info['name'].startswith('aslproc-denoiser')
+    assert set(info['channels']) <= set(dnu.CHANNELS) and not model.training
+    assert infer.DEFAULT_WEIGHTS.stat().st_size < 5e6
+
+
+def test_missing_and_corrupt_weight_files(tmp_path):
+    with pytest.raises(infer.WeightsError, match='not found: .*nope.pt'):
+        infer.load_denoiser(tmp_path / 'nope.pt')
+    bad = tmp_path / 'corrupt.pt'
+    bad.write_bytes(b'not a torch file')
+    with pytest.raises(infer.WeightsError, match='corrupt.pt'):
+        infer.load_denoiser(bad)
+
+
+@pytest.mark.parametrize('device,error', [('cuda-nope', ValueError), ('tpu', ValueError)])
+def test_resolve_device_errors(device, error, monkeypatch):
+    monkeypatch.setattr(infer.torch.cuda, 'is_available', lambda: False)
+    with pytest.raises((error, RuntimeError)):
+        infer.resolve_device(device)
+    with pytest.raises(RuntimeError, match='CUDA is not available'):
+        infer.resolve_device('cuda')
+    assert infer.resolve_device('auto').type == 'cpu'
+
+
+def test_noise_sd_from_pairs():
+    rng = np.random.default_rng(3)
+    pairs = rng.normal(5.0, 4.0, (16, 16, 4, 8))
+    assert dnu.noise_sd(pairs, np.ones((16, 16, 4))) == pytest.approx(4.0 / np.sqrt(8), rel=0.1)
+    one = dnu.noise_sd(pairs[..., :1], np.ones((16, 16, 4)))
+    assert one == pytest.approx(4.0, rel=0.2)
+
+
+@pytest.fixture(scope='module')
+def noisy_series(tmp_path_factory):
+    """A small simulated PCASL run (4 mm in-plane, 6 mm slices, 6 pairs) written to NIfTI."""
+    cfg = SynthConfig(n_pairs=6, snr=200.0, t1w_voxel=3.0, asl_voxel=(4.0, 4.0, 6.0), seed=5,
+                      pose=False)
+    sim = simulate_subject(np.random.default_rng(5), cfg)
+    d = tmp_path_factory.mktemp('dn')
+    aff = sim.asl_affine
+    corr = kinetics.m0_saturation_correction(cfg.m0_tr, kinetics.t1_tissue(3.0))
+    m0 = sim.asl[..., 0] * corr
+    mask = (sim.truth['seg'] > 0).astype(np.float32)
+    files = {'asl': d / 'asl.nii.gz', 'm0': d / 'm0.nii.gz', 'mask': d / 'mask.nii.gz'}
+    for key, arr in (('asl', sim.asl), ('m0', m0), ('mask', mask)):
+        nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), aff), str(files[key]))
+    return sim, files, d
+
+
+def test_denoise_file(noisy_series):
+    sim, files, d = noisy_series
+    params = dict(sim.quant_params)
+    out = dnu.denoise_file(files['asl'], list(sim.volume_types), files['m0'], files['mask'],
+                           params, d / 'cbf.nii.gz', d / 'dm.nii.gz', device='cpu')
+    cbf = nib.load(out[0]).get_fdata()
+    mask = nib.load(str(files['mask'])).get_fdata() > 0
+    assert np.isfinite(cbf).all() and not np.any(cbf[~mask])
+    m0 = nib.load(str(files['m0'])).get_fdata()
+    plain = cbfu.cbf_map(cbfu.mean_delta_m(sim.asl, sim.volume_types), m0, params, mask)
+    truth = kinetics.safe_cbf(sim.truth['cleandm'], sim.truth['cleanm0'], params, 1e-3)
+    tissue = np.isin(sim.truth['seg'], (1, 2))
+    err = lambda x: np.sqrt(np.mean((x[tissue] - truth[tissue]) ** 2))  # noqa: E731
+    assert err(cbf) < 0.8 * err(plain)
+    # no shift of the mean tissue CBF
+    assert abs(cbf[tissue].mean() / truth[tissue].mean() - 1) < 0.1
