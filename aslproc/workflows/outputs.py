@@ -50,6 +50,12 @@ OUTPUTS = {
                            naming={'desc': 'denoised'}, units=CBF_UNITS, quantitative=True),
     'cbf_sr': Output('perf', 'cbf', 'Super-resolved CBF on the T1w grid',
                      naming={'space': 'T1w', 'desc': 'sr'}, units=CBF_UNITS, quantitative=True),
+    'cbf_srlinear': Output('perf', 'cbf', 'CBF resampled to the T1w grid by linear '
+                           'interpolation (--sr-baseline)', units=CBF_UNITS, quantitative=True,
+                           naming={'space': 'T1w', 'desc': 'srlinear'}),
+    'cbf_srcubic': Output('perf', 'cbf', 'CBF resampled to the T1w grid by cubic-spline '
+                          'interpolation (--sr-baseline)', units=CBF_UNITS, quantitative=True,
+                          naming={'space': 'T1w', 'desc': 'srcubic'}),
     'confounds': Output('perf', 'timeseries', 'Head-motion parameters and framewise '
                         'displacement of each volume', extension='.tsv',
                         naming={'desc': 'confounds'}),

@@ -5,17 +5,10 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from aslproc.interfaces.bids import DerivativesDataSink
 from aslproc.interfaces.superres import SuperResolve
 from aslproc.utils.superres import CPU_ITERS, GPU_ITERS, sr_sidecar
 from aslproc.workflows.engine import LiterateWorkflow
-from aslproc.workflows.outputs import CBF_UNITS, OUTPUTS, sidecar, sink_node
-
-#: Baseline outputs written with ``--sr-baseline``: key, desc entity, description.
-BASELINES = (
-    ('cbf_srlinear', 'srlinear', 'CBF resampled to the T1w grid by linear interpolation'),
-    ('cbf_srcubic', 'srcubic', 'CBF resampled to the T1w grid by cubic-spline interpolation'),
-)
+from aslproc.workflows.outputs import sidecar, sink_node
 
 
 def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWorkflow:
@@ -91,18 +84,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         (sr, outputnode, [('out_file', 'cbf_sr')]),
     ])
     if baseline:
-        for (key, desc, text), port in zip(BASELINES, ('out_linear', 'out_cubic'), strict=True):
-            node = (sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
-                              quant=quant, sources=sources) if key in OUTPUTS else
-                    _baseline_sink(key, desc, text, settings.output_dir, spec, quant, sources))
-            wf.connect(sr, port, node, 'in_file')
+        for key, port in (('cbf_srlinear', 'out_linear'), ('cbf_srcubic', 'out_cubic')):
+            wf.connect(sr, port, sink_node(key, out_dir=settings.output_dir,
+                                           entities=spec.entities, quant=quant,
+                                           sources=sources), 'in_file')
     return wf
-
-
-def _baseline_sink(key, desc, text, out_dir, spec, quant, sources) -> pe.Node:
-    """A sink for a baseline output not (yet) in the table of :mod:`aslproc.workflows.outputs`."""
-    return pe.Node(DerivativesDataSink(
-        base_directory=str(out_dir), entities=dict(spec.entities), datatype='perf',
-        suffix='cbf', naming={'space': 'T1w', 'desc': desc},
-        meta=dict({'Description': text, 'Units': CBF_UNITS}, **(quant or {})),
-        sources=list(sources)), name=f'ds_{key}', run_without_submitting=True)
