@@ -74,11 +74,13 @@ def run_subject(subject: str, settings: Settings, layout) -> str | None:
     """Build and run one subject's workflow; the error in one line, or None on success."""
     from aslproc.bids import query
     from aslproc.bids.checks import check_asl_data
+    from aslproc.reports.capture import WarningCollector
     from aslproc.reports.report import write_report
     from aslproc.workflows.base import init_single_subject_wf
 
     start = time.time()
     runs, error = [], None
+    collector = WarningCollector().start()  # warnings of 'aslproc' and 'nipype' for the report
     try:
         runs = query.collect_runs(settings.bids_dir, subject, m0_scale=settings.m0_scale,
                                   t1_blood=settings.t1_blood, layout=layout)
@@ -99,9 +101,10 @@ def run_subject(subject: str, settings: Settings, layout) -> str | None:
     except Exception as err:  # noqa: BLE001 - one subject must not stop the others
         logger.exception('sub-%s: unexpected error', subject)
         error, methods = f'{type(err).__name__}: {err}', ''
+    warnings = collector.stop()
     try:
         write_report(settings, subject, runs, methods=methods, error=error,
-                     elapsed=time.time() - start)
+                     elapsed=time.time() - start, warnings=warnings)
     except Exception:  # noqa: BLE001 - a broken report must not hide the run's status
         logger.exception('sub-%s: could not write the report', subject)
     return error
@@ -165,7 +168,8 @@ def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
     logging.basicConfig(level=level, format='%(asctime)s %(name)s %(levelname)s: %(message)s',
                         datefmt='%H:%M:%S', stream=sys.stderr)
-    from nipype import config, logging as nlogging
+    from nipype import config
+    from nipype import logging as nlogging
 
     config.set('logging', 'workflow_level', 'INFO' if verbose else 'WARNING')
     config.set('logging', 'interface_level', 'INFO' if verbose > 1 else 'WARNING')

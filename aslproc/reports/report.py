@@ -1,103 +1,116 @@
-"""Write ``OUT/sub-<label>.html``: inputs, methods, CBF maps, motion, QC and errors."""
+"""Write ``OUT/sub-<label>.html``: one self-contained page (figures embedded as PNG).
+
+Sections: summary (inputs, parameters, versions, stage run times, device), errors and
+warnings, then per ASL run registration, motion, CBF maps and QC, and the methods text.
+The HTML comes from ``templates/report.html.j2``; this module only gathers values.
+"""
 
 from __future__ import annotations
 
-import base64
-import csv
+import json
 import logging
+import sys
+import time
 from pathlib import Path
 
 import jinja2
-import nibabel as nib
-import numpy as np
 
 from aslproc import __version__
-from aslproc.bids.naming import derivative_path
-from aslproc.reports import figures
-from aslproc.workflows.outputs import OUTPUTS
+from aslproc.reports.context import MAPS, out_path, run_context, sidecar_of
+from aslproc.reports.workdir import WorkDir, node_rows, stage_rows
 
 logger = logging.getLogger(__name__)
-
-#: Usual ranges; values outside are flagged in the QC table.
-QC_RANGES = {'mean_gm_cbf': (20.0, 110.0), 'gm_wm_ratio': (1.5, None),
-             'pct_negative_gm': (None, 10.0), 'dice_asl_t1w': (0.6, None),
-             'max_fd': (None, 3.0)}
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader('aslproc.reports', 'templates'),
     autoescape=jinja2.select_autoescape(['html', 'j2']),
+    trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
 )
 
 
-def _out_path(settings, spec, key):
-    o = OUTPUTS[key]
-    return derivative_path(settings.output_dir, spec.entities, datatype=o.datatype,
-                           suffix=o.suffix, extension=o.extension, **o.naming)
-
-
-def _b64(png: bytes) -> str:
-    return base64.b64encode(png).decode('ascii')
-
-
-def _read_tsv(path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f, delimiter='\t'))
-
-
-def _flag(key, value) -> bool:
-    lo, hi = QC_RANGES.get(key, (None, None))
+def provenance_of(settings) -> dict:
+    """Versions recorded in the work directory at the start of the run (else now)."""
+    recorded = Path(settings.work_dir) / 'aslproc_settings.json'
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return False
-    return (lo is not None and v < lo) or (hi is not None and v > hi)
+        return json.loads(recorded.read_text())['provenance']
+    except (OSError, ValueError, KeyError):
+        from aslproc.cli.provenance import provenance
+
+        return provenance()
 
 
-def run_section(settings, spec) -> dict:
-    """Figures and tables of one ASL run (missing outputs are reported as such)."""
-    sec = {'name': Path(spec.asl_file).name, 'spec': spec.sidecar(), 'figures': [], 'qc': [],
-           'missing': []}
-    maps = {}
-    for key, label in (('cbf', 'plain average'), ('cbf_smoothed', 'smoothed'),
-                       ('cbf_denoised', 'denoised')):
-        p = _out_path(settings, spec, key)
-        if p.exists():
-            maps[label] = np.asarray(nib.load(str(p)).dataobj, dtype=np.float32)
-        else:
-            sec['missing'].append(label)
-    if maps:
-        sec['figures'].append(('CBF maps (common colour scale)', _b64(figures.cbf_mosaic(maps))))
-    conf = _out_path(settings, spec, 'confounds')
-    if conf.exists():
-        rows = _read_tsv(conf)
-        cols = {k: np.array([float('nan') if r[k] == 'n/a' else float(r[k]) for r in rows])
-                for k in rows[0]} if rows else {}
-        if cols:
-            sec['figures'].append(('Head motion', _b64(figures.motion_plot(cols))))
-    qc = _out_path(settings, spec, 'qc')
-    if qc.exists():
-        row = _read_tsv(qc)[0]
-        sec['qc'] = [(k, v, _flag(k, v)) for k, v in row.items()]
-    return sec
+def device_summary(settings, runs) -> str:
+    """The device setting and, when a learned stage ran, the device it recorded."""
+    used = set()
+    for spec in runs:
+        for key, _, switch in MAPS:
+            if switch:
+                meta = sidecar_of(out_path(settings, spec, key))
+                used |= {str(v) for k, v in meta.items() if k.endswith('Device')}
+    text = f'--device {settings.device}'
+    if used:
+        text += f"; learned stages ran on {', '.join(sorted(used))}"
+    elif not (settings.denoise or settings.sr):
+        text += ' (both learned stages switched off: CPU only)'
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_available():
+        text += f'; GPU: {torch.cuda.get_device_name(0)}'
+    return text
+
+
+def _warnings(items) -> list[dict]:
+    return [w if isinstance(w, dict) else {'level': 'WARNING', 'source': '', 'message': str(w)}
+            for w in items or ()]
+
+
+def render(settings, subject: str, runs: list, *, methods: str = '', error=None,
+           elapsed: float | None = None, warnings=()) -> str:
+    """The report's HTML text."""
+    work = WorkDir(settings.work_dir, subject)
+    sections = []
+    for i, spec in enumerate(runs):
+        try:
+            sections.append(run_context(settings, spec, i, work))
+        except Exception as err:  # noqa: BLE001 - show what could not be drawn
+            logger.warning('report section for %s failed: %s', spec.asl_file, err)
+            sections.append({'index': i, 'name': Path(spec.asl_file).name,
+                             'error': f'{type(err).__name__}: {err}'})
+    started = time.time() - elapsed if elapsed is not None else None
+    return _ENV.get_template('report.html.j2').render(
+        subject=subject, version=__version__, provenance=provenance_of(settings),
+        settings=settings.to_dict(), device=device_summary(settings, runs), runs=sections,
+        stages=stage_rows(work, settings, started=started, failed=bool(error)),
+        nodes=node_rows(work), methods=methods, error=error, elapsed=elapsed,
+        warnings=_warnings(warnings), date=time.strftime('%Y-%m-%d %H:%M'))
 
 
 def write_report(settings, subject: str, runs: list, *, methods: str = '', error=None,
-                 elapsed: float | None = None) -> Path:
-    """Render the subject's report to ``OUT/sub-<subject>.html`` and return its path."""
-    sections = []
-    for spec in runs:
-        try:
-            sections.append(run_section(settings, spec))
-        except Exception as err:  # noqa: BLE001 - show what could not be drawn
-            logger.warning('report section for %s failed: %s', spec.asl_file, err)
-            sections.append({'name': Path(spec.asl_file).name, 'error': str(err)})
-    html = _ENV.get_template('report.html.j2').render(
-        subject=subject, version=__version__, settings=settings.to_dict(), runs=sections,
-        methods=methods, error=error, elapsed=elapsed,
-        stages={'denoise': settings.denoise, 'sr': settings.sr})
-    out = settings.output_dir / f'sub-{subject}.html'
+                 elapsed: float | None = None, warnings=()) -> Path:
+    """Render the subject's report to ``OUT/sub-<subject>.html`` and return its path.
+
+    Parameters
+    ----------
+    settings : Settings
+        Resolved settings (output and work directories, switches).
+    subject : str
+        Participant label without ``sub-``.
+    runs : list of AslSpec
+        The subject's ASL runs (empty when the inputs could not be read).
+    methods : str
+        Methods text of the workflow (paragraphs separated by blank lines).
+    error : str or None
+        Why the subject failed, in one line.
+    elapsed : float or None
+        Wall time of the subject (s).
+    warnings : sequence of dict or str
+        Warnings logged during the run (see :class:`~aslproc.reports.capture.WarningCollector`).
+    """
+    html = render(settings, subject, runs, methods=methods, error=error, elapsed=elapsed,
+                  warnings=warnings)
+    out = Path(settings.output_dir) / f'sub-{subject}.html'
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f'.{out.name}.tmp')
     tmp.write_text(html, encoding='utf-8')
     tmp.replace(out)
+    logger.info('report written to %s (%.0f kB)', out, out.stat().st_size / 1024)
     return out
