@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml version
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/aslproc-synth $(DEMO)/data --subjects 1 --pairs 10 --snr 8 --motion 0.3 --seed 1
+	$(BIN)/aslproc-synth $(DEMO)/data --subjects 1 --pairs 10 --snr 100 --motion 0.3 --seed 1
 	$(BIN)/aslproc $(DEMO)/data/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs 2
 	@echo
 	@echo "CBF maps:  $$(ls $(DEMO)/out/sub-*/perf/*_cbf.nii.gz | tr '\n' ' ')"
