@@ -26,6 +26,8 @@ class _DenoiseASLInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc='brain mask on the ASL grid')
     params = traits.Dict(mandatory=True, desc='kinetics.quantify parameters')
     weights = File(exists=True, desc='denoiser weight file (default: the shipped weights)')
+    gm_file = File(exists=True, desc='GM fraction on the ASL grid (restores tissue means)')
+    wm_file = File(exists=True, desc='WM fraction on the ASL grid (restores tissue means)')
     device = traits.Str('auto', usedefault=True, nohash=True, desc="'auto', 'cpu' or 'cuda'")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc='CPU threads for torch')
 
@@ -50,7 +52,8 @@ class DenoiseASL(SimpleInterface):
             i.asl_file, i.volume_types, i.m0_file, i.mask_file, i.params,
             os.path.join(runtime.cwd, 'cbf_denoised.nii.gz'),
             os.path.join(runtime.cwd, 'deltam_denoised.nii.gz'),
-            device=i.device, num_threads=i.num_threads, weights=weights)
+            device=i.device, num_threads=i.num_threads, weights=weights,
+            gm_file=i.gm_file or None, wm_file=i.wm_file or None)
         _, info = infer.load_denoiser(weights)
         self._results.update(out_cbf=cbf, out_deltam=dm, model_name=info['name'],
                              model_sha256=info['sha256'])

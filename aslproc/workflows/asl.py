@@ -131,12 +131,12 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         wf.connect(reg, 'out_xfm', to_asl[key], 'xfm')
     _add_learned_stages(wf, spec=spec, settings=settings, sources=sources, hmc=hmc, m0=m0,
                         cbf_mask=cbf_mask, cbf_wf=cbf_wf, reg=reg, inputnode=inputnode,
-                        outputnode=outputnode)
+                        outputnode=outputnode, to_asl=to_asl)
     return wf
 
 
 def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_wf, reg,
-                        inputnode, outputnode):
+                        inputnode, outputnode, to_asl):
     """Connect the denoiser (on the corrected series) and the super-resolution (on the
     denoised CBF when the denoiser runs, else on the plain-average CBF)."""
     native = (cbf_wf, 'outputnode.cbf')
@@ -146,6 +146,8 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
             (hmc, dn_wf, [('out_file', 'inputnode.asl_series')]),
             (m0, dn_wf, [('out_file', 'inputnode.m0')]),
             (cbf_mask, dn_wf, [('out_file', 'inputnode.asl_mask')]),
+            (to_asl['gm'], dn_wf, [('out_file', 'inputnode.gm')]),
+            (to_asl['wm'], dn_wf, [('out_file', 'inputnode.wm')]),
             (dn_wf, outputnode, [('outputnode.cbf_denoised', 'cbf_denoised')]),
         ])
         native = (dn_wf, 'outputnode.cbf_denoised')

@@ -31,8 +31,9 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
 
     Inputs
     ------
-    asl_series, m0, asl_mask
-        Motion-corrected series, M0 map and brain mask on the ASL grid.
+    asl_series, m0, asl_mask, gm, wm
+        Motion-corrected series, M0 map, quantification mask and GM/WM fractions on the ASL
+        grid (the fractions restore the tissue means of the plain average).
 
     Outputs
     -------
@@ -46,9 +47,12 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
         'DeepASL, Ulas et al., 2018), trained on simulated data with a loss that combines the '
         'noise error and the error of the CBF given by the same kinetic model; the network '
         'sees ΔM in CBF-like units, the noise level estimated from the spread of the pairs, '
-        'and the relative M0.'
+        'and the relative M0. The tissue means of the plain-average CBF, which noise does '
+        'not bias, were then restored by regressing the difference between the plain and the '
+        'denoised map on the grey- and white-matter fractions (three coefficients per run).'
     )
-    inputnode = pe.Node(niu.IdentityInterface(fields=['asl_series', 'm0', 'asl_mask']),
+    inputnode = pe.Node(niu.IdentityInterface(fields=['asl_series', 'm0', 'asl_mask', 'gm',
+                                                      'wm']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_denoised', 'deltam_denoised']),
                          name='outputnode')
@@ -64,7 +68,8 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     meta.inputs.meta = dict(ds.inputs.meta)
     wf.connect([
         (inputnode, denoise, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
-                              ('asl_mask', 'mask_file')]),
+                              ('asl_mask', 'mask_file'), ('gm', 'gm_file'),
+                              ('wm', 'wm_file')]),
         (denoise, meta, [('model_name', 'name'), ('model_sha256', 'sha256')]),
         (meta, ds, [('meta', 'meta')]),
         (denoise, ds, [('out_cbf', 'in_file')]),

@@ -1,0 +1,150 @@
+"""Shared helpers of the denoiser benchmarks: subsample a case, make derivatives, score them.
+
+Derivatives are made without the full pipeline (the cases have no motion): plain-average ΔM,
+M0 from the m0scan volume (saturation-corrected with its TR), a mask (M0 > 10 % of its
+maximum, dilated once), then ``sub-01_cbf`` (plain), ``desc-denoised`` (shipped model through
+:func:`aslproc.utils.denoise.denoise_file`), ``desc-nlm`` (scikit-image non-local means of
+the mean ΔM, sigma from ``estimate_sigma``) and optionally other weight files. Each is scored
+by the project-independent ``/work/shared/bench/score.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from aslproc import kinetics
+from aslproc.utils import cbf as cbfu
+from aslproc.utils import denoise as dnu
+from aslproc.utils.quantify import save_like
+
+SCORE = '/work/shared/bench/score.py'
+
+
+def subsample_case(case: Path, k: int, out: Path) -> Path:
+    """Copy of ``case`` (bids/ + truth/) with only the M0 volumes and the first ``k`` pairs."""
+    bids = out / 'bids'
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(case / 'bids', bids, ignore=shutil.ignore_patterns('*T1w*'))
+    os.symlink(case / 'truth', out / 'truth')
+    for asl in bids.glob('sub-*/perf/*_asl.nii.gz'):
+        ctx_file = Path(str(asl).replace('_asl.nii.gz', '_aslcontext.tsv'))
+        types = ctx_file.read_text().split()[1:]
+        keep, n = [], {'control': 0, 'label': 0}
+        for i, t in enumerate(types):
+            if t in n:
+                n[t] += 1
+                if n[t] > k:
+                    continue
+            keep.append(i)
+        img = nib.load(str(asl))
+        data = np.asarray(img.dataobj)[..., keep]
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), str(asl))
+        ctx_file.write_text('\n'.join(['volume_type'] + [types[i] for i in keep]) + '\n')
+        side = Path(str(asl).replace('.nii.gz', '.json'))
+        meta = json.loads(side.read_text())
+        if isinstance(meta.get('RepetitionTimePreparation'), list):
+            meta['RepetitionTimePreparation'] = [meta['RepetitionTimePreparation'][i]
+                                                 for i in keep]
+        meta['TotalAcquiredPairs'] = k
+        side.write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def quant_params(meta: dict) -> dict:
+    """quantify parameters from an asl.json (as AslSpec would give, no BS here)."""
+    label = meta['ArterialSpinLabelingType']
+    bs = kinetics.background_suppression_factor(meta.get('BackgroundSuppressionNumberPulses'))
+    alpha = meta.get('LabelingEfficiency', kinetics.LABELING_EFFICIENCY[label]) * bs
+    pld = meta['PostLabelingDelay']
+    if meta.get('SliceTiming'):
+        pld = (pld + np.asarray(meta['SliceTiming'])).tolist()
+    return dict(label_type=label, pld=pld, tau=meta.get('LabelingDuration', 1.8),
+                ti1=meta.get('BolusCutOffDelayTime', 0.8),
+                t1_blood=kinetics.t1_blood(meta.get('MagneticFieldStrength')), alpha=alpha,
+                lam=kinetics.BLOOD_BRAIN_PARTITION)
+
+
+def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True) -> dict:
+    """Write plain, NLM and one ``desc-<name>`` CBF per entry of ``weights`` (name → file)."""
+    from aslproc.models import infer
+
+    perf = case / 'bids' / 'sub-01' / 'perf'
+    out = deriv / 'sub-01' / 'perf'
+    out.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((perf / 'sub-01_asl.json').read_text())
+    types = (perf / 'sub-01_aslcontext.tsv').read_text().split()[1:]
+    img = nib.load(str(perf / 'sub-01_asl.nii.gz'))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    m0i = cbfu.volume_indices(types, 'm0scan')
+    tr = meta['RepetitionTimePreparation']
+    tr = tr[m0i[0]] if isinstance(tr, list) else tr
+    m0 = data[..., m0i].mean(-1) * kinetics.m0_saturation_correction(tr, kinetics.t1_tissue(
+        meta.get('MagneticFieldStrength')))
+    mask = ndimage.binary_dilation(m0 > 0.1 * m0.max()).astype(np.float32)
+    params = quant_params(meta)
+    n_sl = data.shape[2]
+    qp = dict(params, pld=np.asarray(params['pld']).reshape(1, 1, -1)
+              if np.ndim(params['pld']) else params['pld'])
+    files = {n: str(out / f'sub-01_{n}.nii.gz') for n in ('m0', 'mask')}
+    save_like(m0, img, files['m0'])
+    save_like(mask, img, files['mask'])
+    pairs = cbfu.pairwise_delta_m(data, types)
+    save_like(cbfu.cbf_map(pairs.mean(-1), m0, qp, mask), img, out / 'sub-01_cbf.nii.gz')
+    timing = {}
+    asl = str(perf / 'sub-01_asl.nii.gz')
+    for name, wfile in weights.items():
+        import time
+        t0 = time.perf_counter()
+        dnu.denoise_file(asl, types, files['m0'], files['mask'], params,
+                         out / f'sub-01_desc-{name}_cbf.nii.gz',
+                         deriv / f'{name}_deltam.nii.gz', device='cpu', num_threads=1,
+                         weights=wfile)
+        timing[name] = time.perf_counter() - t0
+    if nlm:
+        from skimage.restoration import denoise_nl_means, estimate_sigma
+        dm = pairs.mean(-1) * dnu.kinetic_factor(qp, n_sl) / dnu.m0_reference(m0, mask)
+        sigma = float(estimate_sigma(dm))
+        den = denoise_nl_means(dm, patch_size=3, patch_distance=5, h=0.8 * sigma,
+                               sigma=sigma, fast_mode=True)
+        den = den / dnu.kinetic_factor(qp, n_sl) * dnu.m0_reference(m0, mask)
+        save_like(cbfu.cbf_map(np.float32(den), m0, qp, mask), img,
+                  out / 'sub-01_desc-nlm_cbf.nii.gz')
+    del infer
+    return timing
+
+
+def score(case: Path, deriv: Path, desc: str) -> dict:
+    """Run score.py and return its first subject row merged with the summary."""
+    res = subprocess.run([sys.executable, SCORE, 'cbf', str(case), str(deriv), '--desc', desc],
+                         capture_output=True, text=True, check=False)
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith('{')]
+    if not lines:
+        raise RuntimeError(res.stderr)
+    row, summ = lines[0], lines[-1]['summary']
+    les = {k: v for k, v in row.items() if k.startswith('lesion_')}
+    return dict(psnr=summ['psnr'], rmse=summ['rmse'], ccc=summ['ccc'],
+                gm_bias_pct=row['gm_bias_pct'], average_psnr=summ['average_psnr'],
+                average_ccc=summ['average_ccc'], gauss_psnr=summ['gauss_psnr'],
+                gauss_ccc=summ['gauss_ccc'], gauss_fwhm=row['gauss_oracle']['fwhm'],
+                own_average_psnr=summ.get('own_average_psnr'), **les)
+
+
+def markdown(rows: list, title: str) -> str:
+    """A markdown table of benchmark rows (one per case, pair count and method)."""
+    cols = ['case', 'pairs', 'method', 'psnr', 'rmse', 'ccc', 'gm_bias_pct',
+            'lesion_hypo_err_pct', 'lesion_hyper_err_pct', 'average_psnr', 'gauss_psnr']
+    out = [f'### {title}', '', '| ' + ' | '.join(cols) + ' |',
+           '|' + '---|' * len(cols)]
+    for r in rows:
+        out.append('| ' + ' | '.join(str(r.get(c, '')) for c in cols) + ' |')
+    return '\n'.join(out) + '\n'
