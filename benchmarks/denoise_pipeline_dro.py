@@ -60,9 +60,9 @@ def main(argv=None) -> int:
             lines.append(f"| {r['pairs']} | failed | | | | | | |")
             continue
         d = r['denoised']
+        gain_avg, gain_gauss = d['psnr'] - d['average_psnr'], d['psnr'] - d['gauss_psnr']
         lines.append(f"| {r['pairs']} | {d['average_psnr']} | {d['gauss_psnr']} | {d['psnr']} | "
-                     f"{d['psnr'] - d['average_psnr']:+.2f} | {d['psnr'] - d['gauss_psnr']:+.2f} | "
-                     f"{d['ccc']} | {d['gm_bias_pct']} |")
+                     f"{gain_avg:+.2f} | {gain_gauss:+.2f} | {d['ccc']} | {d['gm_bias_pct']} |")
     (HERE / 'denoise_pipeline_dro.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
     return 0

@@ -8,6 +8,7 @@ second run must reuse nipype's cache.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -24,6 +25,18 @@ DEFAULT = ('anat_mask', 'probseg_gm', 'probseg_wm', 'probseg_csf', 'asl_mask', '
            'cbf_smoothed', 'cbf_denoised', 'cbf_sr', 'confounds', 'qc', 'xfm')
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def entrypoint() -> list[str]:
+    """The Dockerfile's ENTRYPOINT, resolved to this environment's console scripts: the run
+    below is the image's exact command line, outside a container."""
+    line = next(ln for ln in (ROOT / 'Dockerfile').read_text().splitlines()
+                if ln.startswith('ENTRYPOINT'))
+    cmd = json.loads(line.split(None, 1)[1])
+    return [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
+
+
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp('e2e')
@@ -36,8 +49,7 @@ def run(tmp_path_factory):
     out, work = root / 'out', root / 'work'
     argv = [str(bids), str(out), 'participant', '-w', str(work), '--nprocs', '2',
             '--skip-bids-validation']
-    proc = subprocess.run([sys.executable, '-m', 'aslproc.cli.run', *argv], capture_output=True,
-                          text=True)
+    proc = subprocess.run([*entrypoint(), *argv], capture_output=True, text=True)
     return dict(bids=bids, out=out, work=work, argv=argv, proc=proc,
                 truth=root / 'data' / 'truth')
 
