@@ -16,6 +16,17 @@ def make_dataset(root, **overrides):
     return write_dataset(root, cfg) / 'bids'
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (the CI machine has two cores), then restore."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope='session')
 def tiny_bids(tmp_path_factory):
     """One-subject PCASL dataset with M0 included (session-wide, read-only)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -45,12 +44,7 @@ def _back(hr, lr_aff, hr_aff, ras, lr_shape, psf_fwhm_mm=0.0):
     return ndimage.map_coordinates(hr, pos, order=1, mode='nearest').reshape(lr_shape)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def test_output_brought_back_equals_input():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy import ndimage
 
 from aslproc.training import sr_fit
@@ -28,12 +27,7 @@ def tiny_case(seed=0):
     return lr.astype(np.float32), lr_aff, t1w.astype(np.float32), hr_aff
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def test_fit_lowers_its_loss():

@@ -208,7 +208,7 @@ def denoise_file(
     import torch
 
     from aslproc.models import infer
-    from aslproc.utils.quantify import _per_slice, load, save_like
+    from aslproc.utils.quantify import load, per_slice_pld, save_like
 
     torch.set_num_threads(max(1, int(num_threads)))
     data, img = load(asl_file)
@@ -216,7 +216,7 @@ def denoise_file(
     mask, _ = load(mask_file)
     model, info = infer.load_denoiser(weights)
     pairs = cbfu.pairwise_delta_m(data, volume_types)
-    params = dict(params, pld=_per_slice(params['pld'], data.shape[2]))
+    params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
     dm = denoise_pairs(
         model, pairs, m0, mask, params, info['channels'], infer.resolve_device(device)
     )

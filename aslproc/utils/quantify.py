@@ -84,7 +84,7 @@ def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, o
         dm = np.zeros_like(cbf)
     else:
         dm = cbfu.mean_delta_m(data, volume_types)
-        params = dict(params, pld=_per_slice(params['pld'], data.shape[2]))
+        params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
         cbf = cbfu.cbf_map(dm, m0, params, mask)
     if not np.any(cbf[mask > 0]):
         raise ValueError(f'{asl_file}: the CBF map is zero everywhere in the brain mask; '
@@ -92,8 +92,13 @@ def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, o
     return save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)
 
 
-def _per_slice(pld, n_slices):
-    """A per-slice PLD list broadcast along the last spatial axis."""
+def per_slice_pld(pld, n_slices):
+    """PLD as :func:`aslproc.kinetics.quantify` broadcasts it: a float for a 3D readout, an
+    array of shape (1, 1, Z) for per-slice PLDs (2D readout).
+
+    >>> per_slice_pld([1.8, 1.85], 2).shape
+    (1, 1, 2)
+    """
     if np.isscalar(pld) or np.ndim(pld) == 0:
         return float(pld)
     pld = np.asarray(pld, dtype=float)
