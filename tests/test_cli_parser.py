@@ -32,6 +32,8 @@ def test_options(bids, tmp_path):
                     str(tmp_path / 'w'), '--device', 'cpu', '-vv', '--t1-blood', '1.5',
                     '--sr-iters', '50', '--sr-levels', '3', '--sr-baseline'])
     assert (s.sr_iters, s.sr_levels, s.sr_baseline) == (50, 3, True)
+    assert parse_args([str(bids), str(tmp_path / 'o'), 'participant', '--sr-iters', '0']
+                      ).sr_iters == 0
     assert s.participant_label == ('01', '02')
     assert not s.denoise and not s.sr
     assert (s.m0_scale, s.smooth_fwhm, s.nprocs, s.omp_nthreads) == (10.0, 0.0, 4, 2)

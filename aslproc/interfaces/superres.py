@@ -27,8 +27,9 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     xfm_file = File(exists=True, mandatory=True, desc='ASL→T1w rigid transform (ITK .mat)')
     mask_file = File(exists=True, desc='brain mask on the T1w grid (default: CBF support)')
     levels = traits.Int(0, usedefault=True, desc='pyramid steps (0: steps of about 0.75)')
-    iters = traits.Int(0, usedefault=True,
-                       desc='iterations per level (0: default, 2000 on CUDA and none on the CPU)')
+    iters = traits.Int(-1, usedefault=True,
+                       desc='GAN iterations per level (0: guided detail only; -1: the '
+                       'device default, 2000 on CUDA and 0 on the CPU)')
     seed = traits.Int(0, usedefault=True, desc='random seed of the fit')
     baseline = traits.Bool(False, usedefault=True,
                            desc='also write linear and cubic-spline resamplings')
@@ -54,7 +55,8 @@ class SuperResolve(SimpleInterface):
         res = superres.superres_file(
             i.cbf_file, i.t1w_file, i.xfm_file, i.mask_file or None,
             os.path.join(runtime.cwd, 'sr_cbf.nii.gz'), levels=i.levels or None,
-            iters=i.iters or None, seed=i.seed, device=i.device, num_threads=i.num_threads,
+            iters=None if i.iters < 0 else i.iters, seed=i.seed, device=i.device,
+            num_threads=i.num_threads,
             baseline=i.baseline)
         self._results.update(out_file=res['out_file'], info=res['info'])
         if i.baseline:

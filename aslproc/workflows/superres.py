@@ -53,6 +53,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         + (f'{iters} iterations per level)' if iters else
            f'{GPU_ITERS} iterations per level on a GPU; not used on the CPU'
            + (f', {CPU_ITERS} there' if CPU_ITERS else '') + ')'))
+    if iters == 0:
+        gan = 'no generator residuals (--sr-iters 0: the guided detail alone)'
     wf.__desc__ = (
         'CBF was super-resolved onto the T1w grid for each subject from its own data, after '
         'the unsupervised multi-scale GAN of Cui, Gong et al. A detail layer was added to '
@@ -66,7 +68,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
     inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr']), name='outputnode')
-    sr = pe.Node(SuperResolve(levels=levels, iters=int(iters or 0), baseline=baseline,
+    sr = pe.Node(SuperResolve(levels=levels, iters=-1 if iters is None else int(iters),
+                              baseline=baseline,
                               device=device, num_threads=nthreads),
                  name='super_resolve', n_procs=nthreads, mem_gb=4.0)
     quant = spec.sidecar()
