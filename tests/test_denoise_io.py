@@ -79,3 +79,26 @@ def test_denoise_file(noisy_series):
     assert err(cbf) < 0.8 * err(plain)
     # no shift of the mean tissue CBF
     assert abs(cbf[tissue].mean() / truth[tissue].mean() - 1) < 0.1
+
+
+def test_tissue_mean_restoration_removes_bias_and_keeps_a_lesion():
+    """A denoised map with flattened GM/WM contrast gets the plain average's tissue means
+    back, while a focal hypoperfusion the network kept keeps its contrast."""
+    from aslproc.utils.denoise import restore_tissue_means
+
+    rng = np.random.default_rng(4)
+    gm = np.zeros((24, 24, 4))
+    gm[:12] = 1.0
+    wm = 1.0 - gm
+    truth = 60.0 * gm + 20.0 * wm
+    truth[3:7, 3:7] = 25.0  # lesion inside GM that the tissue maps do not show
+    plain = truth + rng.normal(0, 15, truth.shape)  # unbiased, noisy
+    flattened = 0.6 * truth + 0.4 * 40.0  # contrast compressed towards 40, lesion relative kept
+    mask = np.ones_like(gm)
+    out, coef = restore_tissue_means(flattened, plain, gm, wm, mask)
+    gm_only = (gm > 0) & (truth != 25.0)
+    assert abs(out[gm_only].mean() - 60.0) < 1.5 and abs(out[wm > 0].mean() - 20.0) < 1.5
+    assert abs(flattened[gm_only].mean() - 60.0) > 5  # the input really was biased (52)
+    lesion_drop_in, lesion_drop_out = (flattened[gm_only].mean() - flattened[3:7, 3:7].mean(),
+                                       out[gm_only].mean() - out[3:7, 3:7].mean())
+    assert lesion_drop_out == pytest.approx(lesion_drop_in, rel=1e-6)
