@@ -134,6 +134,22 @@ class AslSpec:
             'lam': kinetics.BLOOD_BRAIN_PARTITION,
         }
 
+    def node_params(self) -> dict:
+        """:meth:`quant_params` with a per-slice PLD as a plain list, so that nipype can hash
+        and store it (the file layer broadcasts it along the slices again).
+
+        >>> from pathlib import Path
+        >>> s = AslSpec(Path('a'), Path('b'), Path('c'), Path('d'), {'subject': '01'},
+        ...             ('control', 'label'), 'PCASL', 1.8, tau=1.8, slice_timing=(0.0, 0.05))
+        >>> s.node_params()['pld']
+        [1.8, 1.85]
+        """
+        n_slices = len(self.slice_timing) if self.slice_timing else None
+        params = self.quant_params(n_slices)
+        if hasattr(params['pld'], 'tolist'):
+            params['pld'] = params['pld'].tolist()
+        return params
+
     def sidecar(self) -> dict:
         """Quantification parameters actually used, for the JSON sidecars of derived maps."""
         out = {

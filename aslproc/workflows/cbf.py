@@ -49,10 +49,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'deltam', 'cbf_smoothed', 'qc']),
                          name='outputnode')
-    n_slices = _n_slices(spec)
     quant = spec.sidecar()
     cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
-                             params=_jsonable(spec.quant_params(n_slices))), name='compute_cbf')
+                             params=spec.node_params()), name='compute_cbf')
     smooth = pe.Node(SmoothInMask(fwhm=settings.smooth_fwhm), name='smooth')
     qc = pe.Node(ComputeQC(extra={k: v for k, v in spec.entities.items()}), name='qc')
     ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
@@ -76,14 +75,3 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     ])
     return wf
 
-
-def _n_slices(spec) -> int | None:
-    """Number of slices of the series when slice timing matters (2D readout)."""
-    if not spec.slice_timing:
-        return None
-    return len(spec.slice_timing)
-
-
-def _jsonable(params: dict) -> dict:
-    """Parameters with arrays as lists, so nipype can hash and store them."""
-    return {k: (v.tolist() if hasattr(v, 'tolist') else v) for k, v in params.items()}

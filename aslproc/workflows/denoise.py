@@ -6,7 +6,6 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from aslproc.interfaces.denoise import DenoiseASL
-from aslproc.workflows.cbf import _jsonable, _n_slices
 from aslproc.workflows.engine import LiterateWorkflow
 from aslproc.workflows.outputs import sink_node
 
@@ -58,7 +57,7 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
                          name='outputnode')
     denoise = pe.Node(
         DenoiseASL(volume_types=list(spec.volume_types),
-                   params=_jsonable(spec.quant_params(_n_slices(spec))),
+                   params=spec.node_params(),
                    device=settings.device, num_threads=settings.omp_nthreads),
         name='denoise', n_procs=settings.omp_nthreads, mem_gb=1)
     ds = sink_node('cbf_denoised', out_dir=settings.output_dir, entities=spec.entities,
