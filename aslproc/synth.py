@@ -240,8 +240,9 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     m0_vol = m0 * phantom.recovery(anat, config.m0_tr, config.field_strength)
     truth = {k: imager.sample(k, v, head0) for k, v in
              (('cbf', maps['cbf']), ('att', maps['att']), ('cleandm', dm), ('cleanm0', m0))}
-    truth['seg'] = phantom.segment(*(imager.sample(k, getattr(anat, k), head0)
-                                     for k in ('gm', 'wm', 'csf')))
+    pv = {k: imager.sample(k, getattr(anat, k), head0) for k in ('gm', 'wm', 'csf')}
+    truth['seg'] = phantom.segment(pv['gm'], pv['wm'], pv['csf'])
+    truth.update(pvgm=pv['gm'], pvwm=pv['wm'])  # partial-volume fractions on the ASL grid
     hr_truth = dict(cbf=maps['cbf'], att=maps['att'], cleandm=dm, cleanm0=m0, seg=anat.seg(),
                     lesion=maps['lesion'].astype(np.uint16))
     sigma = float(truth['cleanm0'][truth['seg'] > 0].mean() / config.snr)

@@ -2,7 +2,8 @@
 
 Derivatives are made without the full pipeline (the cases have no motion): plain-average ΔM,
 M0 from the m0scan volume (saturation-corrected with its TR), a mask (M0 > 10 % of its
-maximum, dilated once), then ``sub-01_cbf`` (plain), ``desc-denoised`` (shipped model through
+maximum, dilated once), GM/WM fractions from the pipeline's segmentation of the T1w,
+then ``sub-01_cbf`` (plain), ``desc-denoised`` (shipped model through
 :func:`aslproc.utils.denoise.denoise_file`), ``desc-nlm`` (scikit-image non-local means of
 the mean ΔM, sigma from ``estimate_sigma``) and optionally other weight files. Each is scored
 by the project-independent ``/work/shared/bench/score.py``.
@@ -74,8 +75,39 @@ def quant_params(meta: dict) -> dict:
                 lam=kinetics.BLOOD_BRAIN_PARTITION)
 
 
-def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True) -> dict:
-    """Write plain, NLM and one ``desc-<name>`` CBF per entry of ``weights`` (name → file)."""
+def tissue_fractions(t1w: Path, asl_ref: Path, out: Path) -> tuple[str, str]:
+    """GM and WM fractions on the ASL grid by the pipeline's anatomical path, cached in ``out``.
+
+    Brain mask and Atropos segmentation of the T1w (:mod:`aslproc.utils.anat`), then the
+    pipeline's resampling onto the ASL grid through an identity ASL → T1w transform (these
+    cases have no motion and share world coordinates).
+    """
+    from aslproc.utils import anat, registration
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {n: out / f'{n}_asl.nii.gz' for n in ('gm', 'wm')}
+    if all(f.exists() for f in files.values()):
+        return str(files['gm']), str(files['wm'])
+    mask = anat.brain_mask(t1w, out / 'mask.nii.gz', num_threads=2)
+    probs = anat.segment_tissues(t1w, mask, *(out / f'{n}_t1w.nii.gz' for n in
+                                              ('gm', 'wm', 'csf')), num_threads=2)
+    ref = out / 'asl_ref.nii.gz'
+    img = nib.load(str(asl_ref))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32)[..., 0], img.affine), str(ref))
+    xfm = registration.write_xfm(np.eye(4), out / 'identity.mat')
+    for name, prob in zip(('gm', 'wm'), probs[:2], strict=True):
+        registration.resample_to_asl(prob, ref, xfm, files[name])
+    return str(files['gm']), str(files['wm'])
+
+
+def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True,
+                     tissue: tuple | None = None) -> dict:
+    """Write plain, NLM and one ``desc-<name>`` CBF per entry of ``weights`` (name → file).
+
+    ``tissue`` (GM, WM fraction files on the ASL grid, :func:`tissue_fractions`) is passed to
+    the denoiser as in the pipeline: models with tissue-model inputs need it, and it turns on
+    the tissue-mean restoration.
+    """
     from aslproc.models import infer
 
     perf = case / 'bids' / 'sub-01' / 'perf'
@@ -108,7 +140,8 @@ def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True) -
         dnu.denoise_file(asl, types, files['m0'], files['mask'], params,
                          out / f'sub-01_desc-{name}_cbf.nii.gz',
                          deriv / f'{name}_deltam.nii.gz', device='cpu', num_threads=1,
-                         weights=wfile)
+                         weights=wfile, gm_file=tissue and tissue[0],
+                         wm_file=tissue and tissue[1])
         timing[name] = time.perf_counter() - t0
     if nlm:
         from skimage.restoration import denoise_nl_means, estimate_sigma

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from denoise_common import make_derivatives, markdown, score, subsample_case  # noqa: E402
+from denoise_common import make_derivatives, markdown, score, subsample_case, tissue_fractions  # noqa: E402
 
 from aslproc.models import infer  # noqa: E402
 from aslproc.utils import denoise as dnu  # noqa: E402
@@ -39,9 +39,10 @@ def speed(n_slices: int = 24) -> dict:
     pairs = rng.normal(1.0, 2.0, (128, 128, n_slices, 8)).astype(np.float32)
     m0 = np.full((128, 128, n_slices), 100.0, np.float32)
     params = dict(label_type='PCASL', pld=1.8, tau=1.8, t1_blood=1.65, alpha=0.85, lam=0.9)
-    run = lambda sym, p=pairs, m=m0: dnu.denoise_pairs(  # noqa: E731
-        model, p, m, m > 0, params, info['channels'], 'cpu', symmetric=sym)
-    run(False, pairs[:, :, :2], m0[:, :, :2])
+    gm = np.clip(rng.normal(0.5, 0.3, m0.shape), 0, 1).astype(np.float32)
+    run = lambda sym, p=pairs, m=m0, g=gm: dnu.denoise_pairs(  # noqa: E731
+        model, p, m, m > 0, params, info['channels'], 'cpu', symmetric=sym, gm=g, wm=1 - g)
+    run(False, pairs[:, :, :2], m0[:, :, :2], gm[:, :, :2])
     out = {}
     for sym in (True, False):
         t = time.perf_counter()
@@ -65,11 +66,14 @@ def main(argv=None) -> int:
     weights = {'denoised': None, **dict(e.split('=', 1) for e in args.extra)}
     rows, timing = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        tissue = tissue_fractions(next((args.case / 'bids').glob('sub-01/anat/*_T1w.nii.gz')),
+                                  next((args.case / 'bids').glob('sub-01/perf/*_asl.nii.gz')),
+                                  Path(tmp) / 'tissue')
         for k in args.pairs:
             kk = k or 10**6
             case = subsample_case(args.case, kk, Path(tmp) / f'case{k}')
             deriv = Path(tmp) / f'deriv{k}'
-            timing[k or 'all'] = make_derivatives(case, deriv, weights)
+            timing[k or 'all'] = make_derivatives(case, deriv, weights, tissue=tissue)
             for method in [*weights, 'nlm']:
                 r = score(case, deriv, method)
                 rows.append({'case': args.case.name, 'pairs': k or 'all', 'method': method, **r})

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from denoise_common import make_derivatives, markdown, score, subsample_case  # noqa: E402
+from denoise_common import make_derivatives, markdown, score, subsample_case, tissue_fractions  # noqa: E402
 
 from aslproc.models import infer  # noqa: E402
 from aslproc.synth import SynthConfig, write_dataset  # noqa: E402
@@ -47,10 +47,13 @@ def main(argv=None) -> int:
             full = Path(tmp) / cname
             write_dataset(full, SynthConfig(n_pairs=30, pose=False, lesions=(2, 3),
                                             t1w_voxel=2.0, **kw))
+            tissue = tissue_fractions(full / 'bids/sub-01/anat/sub-01_T1w.nii.gz',
+                                      full / 'bids/sub-01/perf/sub-01_asl.nii.gz',
+                                      Path(tmp) / f'{cname}-tissue')
             for k in args.pairs:
                 case = subsample_case(full, k or 10**6, Path(tmp) / f'{cname}-{k}')
                 deriv = Path(tmp) / f'{cname}-deriv{k}'
-                make_derivatives(case, deriv, weights)
+                make_derivatives(case, deriv, weights, tissue=tissue)
                 for method in [*weights, 'nlm']:
                     r = score(case, deriv, method)
                     rows.append({'case': cname, 'pairs': k or 'all', 'method': method, **r})

@@ -57,8 +57,9 @@ def noisy_series(tmp_path_factory):
     corr = kinetics.m0_saturation_correction(cfg.m0_tr, kinetics.t1_tissue(3.0))
     m0 = sim.asl[..., 0] * corr
     mask = (sim.truth['seg'] > 0).astype(np.float32)
-    files = {'asl': d / 'asl.nii.gz', 'm0': d / 'm0.nii.gz', 'mask': d / 'mask.nii.gz'}
-    for key, arr in (('asl', sim.asl), ('m0', m0), ('mask', mask)):
+    files = {k: d / f'{k}.nii.gz' for k in ('asl', 'm0', 'mask', 'gm', 'wm')}
+    for key, arr in (('asl', sim.asl), ('m0', m0), ('mask', mask), ('gm', sim.truth['pvgm']),
+                     ('wm', sim.truth['pvwm'])):
         nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), aff), str(files[key]))
     return sim, files, d
 
@@ -67,7 +68,8 @@ def test_denoise_file(noisy_series):
     sim, files, d = noisy_series
     params = dict(sim.quant_params)
     out = dnu.denoise_file(files['asl'], list(sim.volume_types), files['m0'], files['mask'],
-                           params, d / 'cbf.nii.gz', d / 'dm.nii.gz', device='cpu')
+                           params, d / 'cbf.nii.gz', d / 'dm.nii.gz', device='cpu',
+                           gm_file=files['gm'], wm_file=files['wm'])
     cbf = nib.load(out[0]).get_fdata()
     mask = nib.load(str(files['mask'])).get_fdata() > 0
     assert np.isfinite(cbf).all() and not np.any(cbf[~mask])
@@ -102,3 +104,24 @@ def test_tissue_mean_restoration_removes_bias_and_keeps_a_lesion():
     lesion_drop_in, lesion_drop_out = (flattened[gm_only].mean() - flattened[3:7, 3:7].mean(),
                                        out[gm_only].mean() - out[3:7, 3:7].mean())
     assert lesion_drop_out == pytest.approx(lesion_drop_in, rel=1e-6)
+
+
+def test_tissue_model_inputs():
+    """The residual channels hold what the subject's tissue model does not explain; without
+    tissue maps a tissue-input model is refused with a clear error."""
+    rng = np.random.default_rng(1)
+    gm = np.clip(rng.uniform(-0.2, 1.2, (10, 9, 3)), 0, 1)
+    wm = 1.0 - gm
+    lesion = np.zeros_like(gm)
+    lesion[2:4, 2:4, 1] = -0.2
+    pairs = (0.006 * gm + 0.002 * wm + 0.006 * lesion)[..., None] * np.ones(4)
+    m0, mask = np.full(gm.shape, 1.0), np.ones(gm.shape)
+    params = dict(label_type='PCASL', pld=1.8, tau=1.8, t1_blood=1.65, alpha=0.85, lam=0.9)
+    chans = dnu.TISSUE_MODEL_CHANNELS
+    inputs, norm = dnu.build_inputs(pairs, m0, mask, params, chans, gm, wm)
+    res, tissue = inputs[:, chans.index('res')], inputs[:, chans.index('tissue')]
+    np.testing.assert_allclose(res + tissue, norm['x'], atol=1e-6)
+    les = np.moveaxis(lesion, -1, 0) < 0
+    assert res[les].mean() < -0.08 and np.abs(res[~les]).mean() < 0.01  # GM: x = 0.52
+    with pytest.raises(ValueError, match='GM and WM fractions'):
+        dnu.build_inputs(pairs, m0, mask, params, chans)

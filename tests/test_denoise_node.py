@@ -26,11 +26,15 @@ def test_denoise_node(tmp_path):
     mask[2:10, 2:9] = 1
     aff = np.diag([3.0, 3.0, 6.0, 1.0])
     files = {}
-    for key, arr in (('asl', np.stack(vols, -1)), ('m0', m0), ('mask', mask)):
+    gm = np.zeros(shape, np.float32)
+    gm[2:10, 2:5] = 1
+    for key, arr in (('asl', np.stack(vols, -1)), ('m0', m0), ('mask', mask), ('gm', gm),
+                     ('wm', mask - gm)):
         files[key] = str(tmp_path / f'{key}.nii.gz')
         nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), aff), files[key])
     node = pe.Node(DenoiseASL(asl_file=files['asl'], m0_file=files['m0'],
                               mask_file=files['mask'], params=PARAMS, device='cpu',
+                              gm_file=files['gm'], wm_file=files['wm'],
                               volume_types=['m0scan'] + ['control', 'label'] * 4),
                    name='denoise', base_dir=str(tmp_path))
     res = node.run()

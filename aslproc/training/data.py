@@ -43,6 +43,8 @@ class Subject:
     cleanm0: np.ndarray
     mask: np.ndarray       # brain mask (truth segmentation, dilated once in-plane)
     wm: np.ndarray         # white-matter weight (truth segmentation, softened), for augmentation
+    pvgm: np.ndarray       # true GM and WM partial-volume fractions on the ASL grid
+    pvwm: np.ndarray
     params: dict           # quantify parameters (per-slice PLD as (1, 1, Z))
 
 
@@ -105,7 +107,9 @@ def make_subject(rng: np.random.Generator, n_pairs: int = N_PAIRS, quick: bool =
     return Subject(pairs=pairs.astype(np.float32), m0=_block(m0_raw * corr, k).astype(np.float32),
                    cleandm=_block(sim.truth['cleandm'], k).astype(np.float32),
                    cleanm0=_block(sim.truth['cleanm0'], k).astype(np.float32),
-                   mask=mask, wm=wm.astype(np.float32), params=params)
+                   mask=mask, wm=wm.astype(np.float32), params=params,
+                   pvgm=_block(sim.truth['pvgm'], k).astype(np.float32),
+                   pvwm=_block(sim.truth['pvwm'], k).astype(np.float32))
 
 
 #: Fraction of samples whose perfusion contrast is re-drawn by :func:`augment_contrast`.
@@ -164,6 +168,20 @@ def augment_contrast(rng: np.random.Generator, subj: Subject, pairs: np.ndarray
     return pairs + (new - clean)[..., None], new
 
 
+def perturb_fractions(rng: np.random.Generator, subj: Subject) -> tuple[np.ndarray, np.ndarray]:
+    """GM and WM fractions as the pipeline would estimate them: blurred and shifted.
+
+    The pipeline's fractions come from segmenting the T1w and resampling to the ASL grid,
+    so they are softer or sharper than the truth and misregistered by a fraction of a
+    voxel: a random in-plane blur (σ 0-0.8 voxel, 0-0.3 across slices) and a random shift
+    (±0.4 voxel per axis), the same for both maps.
+    """
+    sigma = (*(rng.uniform(0, 0.8),) * 2, rng.uniform(0, 0.3))
+    shift = rng.uniform(-0.4, 0.4, 3)
+    return tuple(np.clip(ndimage.shift(ndimage.gaussian_filter(f, sigma), shift, order=1),
+                         0, 1) for f in (subj.pvgm, subj.pvwm))
+
+
 def draw_pair_count(rng: np.random.Generator, available: int) -> int:
     """Pairs in a subset: log-uniform over 1..available (few pairs are the hard case)."""
     return int(np.clip(np.round(np.exp(rng.uniform(0, np.log(available + 0.5)))), 1, available))
@@ -173,8 +191,9 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
            n_slices: int = 2) -> dict:
     """Random pair subset of one subject → ``n_slices`` training patches (numpy, float32).
 
-    Returns a dict of arrays with a leading sample axis: ``inputs`` (N, C, H, W), ``noise``
-    (true noise of the normalised mean ΔM), ``to_x`` (normalised per ΔM, per sample),
+    Returns a dict of arrays with a leading sample axis: ``inputs`` (N, C, H, W), ``noisy``
+    (the normalised mean ΔM, N × 1 × H × W), ``noise`` (its true noise), ``to_x``
+    (normalised per ΔM, per sample),
     ``m0`` (noisy M0 used for CBF), ``cbf_true`` (kinetic target from clean ΔM and M0),
     ``mask``, ``sigma`` (estimated noise SD of the input, normalised units) and ``params``
     (one dict per sample).
@@ -184,20 +203,22 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
     pairs, cleandm = subj.pairs[..., pick], subj.cleandm
     if rng.random() < AUGMENT_P:
         pairs, cleandm = augment_contrast(rng, subj, pairs)
-    inputs, norm = dnu.build_inputs(pairs, subj.m0, subj.mask, subj.params, channels)
+    gm, wm = perturb_fractions(rng, subj)
+    inputs, norm = dnu.build_inputs(pairs, subj.m0, subj.mask, subj.params, channels, gm, wm)
     x_true = cleandm * norm['to_x']
-    noise = inputs[:, list(channels).index('dm')] - np.moveaxis(x_true, -1, 0)
+    noise = norm['x'] - np.moveaxis(x_true, -1, 0)
     cbf_true = kinetics.quantify(cleandm, np.maximum(subj.cleanm0, 1e-3), subj.params)
     loss_mask = subj.mask & (subj.cleanm0 > 0.1 * subj.cleanm0.max())
     brain_slices = np.flatnonzero(subj.mask.sum(axis=(0, 1)) > 50)
     zs = rng.choice(brain_slices, n_slices, replace=len(brain_slices) < n_slices)
-    out = {k: [] for k in ('inputs', 'noise', 'to_x', 'm0', 'cbf_true', 'mask', 'params',
-                           'sigma')}
+    out = {k: [] for k in ('inputs', 'noisy', 'noise', 'to_x', 'm0', 'cbf_true', 'mask',
+                           'params', 'sigma')}
     for z in zs:
         crop = _crop_box(rng, subj.mask[..., z], patch)
         flips = (rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5)
         aug = _augmenter(crop, flips)
         out['inputs'].append(aug(inputs[z]))
+        out['noisy'].append(aug(norm['x'][z][None]))
         out['noise'].append(aug(noise[z][None]))
         out['to_x'].append(float(norm['to_x'][0, 0, z]))
         out['sigma'].append(norm['sigma'])
@@ -249,13 +270,19 @@ def batch(rng: np.random.Generator, bank: list, channels, size: int = 16, patch:
     return out
 
 
-def make_bank(n: int, seed: int, cache=None) -> list:
+def _simulate(key: tuple) -> Subject:
+    return make_subject(np.random.default_rng(list(key)))
+
+
+def make_bank(n: int, seed: int, cache=None, workers: int = 1) -> list:
     """``n`` subjects (subject ``i`` from ``default_rng([seed, i])``), cached in a pickle file.
 
     The cache is keyed by the caller (path); an existing file with at least ``n`` subjects is
-    reused, so repeated training runs do not simulate again.
+    reused, so repeated training runs do not simulate again. ``workers`` processes simulate
+    in parallel; each subject has its own seed, so the bank does not depend on them.
     """
     import pickle
+    from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
     if cache is not None and Path(cache).exists():
@@ -263,10 +290,13 @@ def make_bank(n: int, seed: int, cache=None) -> list:
             bank = pickle.load(f)  # noqa: S301 - our own cache file
         if len(bank) >= n:
             return bank[:n]
-    bank = []
-    for i in range(n):
-        bank.append(make_subject(np.random.default_rng([seed, i])))
-        logger.info('simulated training subject %d/%d', i + 1, n)
+    keys = [(seed, i) for i in range(n)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            bank = list(pool.map(_simulate, keys))
+    else:
+        bank = [_simulate(k) for k in keys]
+    logger.info('simulated %d training subjects', n)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         with open(cache, 'wb') as f:

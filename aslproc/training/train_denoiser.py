@@ -32,9 +32,11 @@ from aslproc.utils import denoise as dnu
 
 logger = logging.getLogger(__name__)
 
-#: Input channels of each architecture: the paper's single ΔM channel, or aslproc's four
-#: (ΔM, the ΔM of the slices below and above, noise SD); ``--m0`` adds the relative M0.
-ARCH_CHANNELS = {'published': ('dm',), 'aslproc': dnu.DEFAULT_CHANNELS}
+#: Input channels: the paper's single ΔM channel; aslproc's ΔM of the slice and the slices
+#: below and above plus the noise SD, either plain or as residuals from the subject's
+#: tissue model plus that model (``--inputs``); ``--m0`` adds the relative M0.
+INPUT_CHANNELS = {'published': ('dm',), 'plain': dnu.PLAIN_CHANNELS,
+                  'tissue': dnu.TISSUE_MODEL_CHANNELS}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -45,11 +47,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument('--steps', type=int, default=3000, help='optimiser steps')
     p.add_argument('--lambda', dest='lam', type=float, default=0.2,
                    help='weight of the noise term (1 - lambda on the kinetic term)')
-    p.add_argument('--arch', choices=sorted(ARCH_CHANNELS), default='aslproc')
+    p.add_argument('--arch', choices=('aslproc', 'published'), default='aslproc')
+    p.add_argument('--inputs', choices=('tissue', 'plain'), default='tissue',
+                   help="input channels of the 'aslproc' arch (the published arch: ΔM only)")
     p.add_argument('--features', type=int, default=None, help='filters (default per arch)')
     p.add_argument('--subjects', type=int, default=48, help='simulated training subjects')
     p.add_argument('--val-subjects', type=int, default=4, help='held-out subjects')
     p.add_argument('--bank', type=Path, default=None, help='pickle cache of simulated subjects')
+    p.add_argument('--sim-workers', type=int, default=1,
+                   help='processes simulating the subjects (the data do not depend on it)')
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--patch', type=int, default=64, help='patch side (DeepASL: 40)')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate (cosine decay)')
@@ -72,7 +78,7 @@ SIGMA_FLOOR = 0.2
 
 def _loss(model, b, lam, channels):
     x = b['inputs']
-    noisy = x[:, list(channels).index('dm')][:, None]
+    noisy = b['noisy']
     w = 1.0 / (b['sigma'] ** 2 + SIGMA_FLOOR**2)
     return losses.deepasl_loss(model(x), noisy, b['noise'], b['to_x'], b['m0'],
                                b['cbf_true'], b['params'], b['mask'], lam, weight=w / w.mean())
@@ -83,7 +89,8 @@ def _banks(args):
         subj = [data.make_subject(np.random.default_rng([args.seed, i]), n_pairs=6, quick=True)
                 for i in range(2)]
         return subj, subj
-    bank = data.make_bank(args.subjects + args.val_subjects, args.seed, cache=args.bank)
+    bank = data.make_bank(args.subjects + args.val_subjects, args.seed, cache=args.bank,
+                          workers=args.sim_workers)
     return bank[:args.subjects], bank[args.subjects:]
 
 
@@ -94,7 +101,8 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     if args.quick:
         args.steps, args.batch, args.patch = min(args.steps, 30), 4, 24
-    channels = ARCH_CHANNELS[args.arch] + (('m0',) if args.m0 else ())
+    key = 'published' if args.arch == 'published' else args.inputs
+    channels = INPUT_CHANNELS[key] + (('m0',) if args.m0 else ())
     feats = args.features or (4 if args.quick else (48 if args.arch == 'published' else 24))
     kwargs = {'in_channels': len(channels), 'features': feats}
     model = denoiser.build(args.arch, **kwargs)

@@ -27,10 +27,18 @@ logger = logging.getLogger(__name__)
 #: CBF-like units are divided by this so that grey matter sits near 0.5.
 CBF_SCALE = 100.0
 #: Input channels the array layer can build (names stored with the shipped weights).
-CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma', 'm0')
-#: The channels of aslproc's shipped model: no M0, whose tissue contrast depends on the
-#: sequence and would let the network paint perfusion from anatomy.
-DEFAULT_CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma')
+CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma', 'm0', 'res', 'res_below', 'res_above',
+            'tissue')
+#: Channels that need the GM and WM fractions on the ASL grid.
+TISSUE_CHANNELS = ('res', 'res_below', 'res_above', 'tissue')
+#: Plain inputs: the ΔM of the slice and its two neighbours, and the noise level. No M0,
+#: whose tissue contrast depends on the sequence and would let the network paint perfusion
+#: from anatomy.
+PLAIN_CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma')
+#: Tissue-model inputs (aslproc's shipped model): the same, as residuals from the subject's
+#: own partial-volume tissue model (:func:`tissue_model`), plus that model.
+TISSUE_MODEL_CHANNELS = ('res', 'res_below', 'res_above', 'sigma', 'tissue')
+DEFAULT_CHANNELS = TISSUE_MODEL_CHANNELS
 
 
 def kinetic_factor(params: dict, n_slices: int) -> np.ndarray:
@@ -79,8 +87,37 @@ def noise_sd(pairs: np.ndarray, mask: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+def tissue_model(x: np.ndarray, gm: np.ndarray, wm: np.ndarray, mask: np.ndarray
+                 ) -> np.ndarray:
+    """The subject's partial-volume tissue model of ``x``: ``a·GM + b·WM + c`` in the mask.
+
+    Three numbers fitted by least squares to the (noisy) map itself, so the levels are
+    measured, not assumed; zero outside the mask. Noise averages out over thousands of
+    voxels, so the model is nearly noise-free, and what it cannot explain (lesions,
+    smooth variation, segmentation error) stays in the residual ``x - model`` for the
+    network to denoise. This is the linear partial-volume model of Asllani et al.
+    (MRM 2008) with one kernel for the whole brain.
+
+    >>> gm = np.array([1., .5, 0., 0., 1.]); wm = np.array([0., .5, 1., 0., 0.])
+    >>> m = np.array([1, 1, 1, 1, 0])  # GM 55 + 5, WM 15 + 5, the rest 5; last voxel outside
+    >>> tissue_model(np.array([60., 40., 20., 5., 9.]), gm, wm, m).round(3).tolist()
+    [60.0, 40.0, 20.0, 5.0, 0.0]
+    """
+    inside = mask > 0
+    design = np.stack([gm[inside], wm[inside], np.ones(int(inside.sum()))], axis=1)
+    coef, *_ = np.linalg.lstsq(design, x[inside], rcond=None)
+    return np.where(inside, coef[0] * gm + coef[1] * wm + coef[2], 0.0)
+
+
+def _neighbours(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The slice below and above each slice (edge slices repeated), last axis."""
+    return (np.concatenate([a[..., :1], a[..., :-1]], axis=2),
+            np.concatenate([a[..., 1:], a[..., -1:]], axis=2))
+
+
 def build_inputs(
-    pairs: np.ndarray, m0: np.ndarray, mask: np.ndarray, params: dict, channels=CHANNELS
+    pairs: np.ndarray, m0: np.ndarray, mask: np.ndarray, params: dict, channels=CHANNELS,
+    gm: np.ndarray | None = None, wm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Network input of every slice and the constants to undo the normalisation.
 
@@ -94,29 +131,44 @@ def build_inputs(
         :func:`aslproc.kinetics.quantify` parameters.
     channels : sequence of str
         Names from :data:`CHANNELS`.
+    gm, wm : ndarray (X, Y, Z), optional
+        Tissue fractions on the ASL grid; required by :data:`TISSUE_CHANNELS`.
 
     Returns
     -------
     inputs : ndarray (Z, C, X, Y), float32
     norm : dict
-        ``scale`` (X, Y, Z → multiply normalised ΔM by it to get ΔM), ``sigma`` (noise SD of
-        the mean in normalised units), ``m0_ref``.
+        ``to_x`` (1, 1, Z: normalised units per ΔM unit), ``x`` (normalised mean ΔM,
+        Z × X × Y, the map the network's noise estimate is subtracted from), ``sigma``
+        (noise SD of the mean in normalised units), ``m0_ref``.
     """
     n_slices = pairs.shape[2]
     m0_ref = m0_reference(m0, mask)
     to_x = kinetic_factor(params, n_slices) / (m0_ref * CBF_SCALE)  # (1, 1, Z)
     x = pairs.mean(axis=-1) * to_x
     sigma = noise_sd(pairs * to_x[..., None], mask)
+    if set(channels) & set(TISSUE_CHANNELS):
+        if gm is None or wm is None:
+            raise ValueError(f'the denoiser inputs {list(channels)} need the GM and WM '
+                             'fractions on the ASL grid')
+        model = tissue_model(x, gm, wm, mask)
+    else:
+        model = None
     build = {
         'dm': lambda: x,
-        'dm_below': lambda: np.concatenate([x[..., :1], x[..., :-1]], axis=2),
-        'dm_above': lambda: np.concatenate([x[..., 1:], x[..., -1:]], axis=2),
+        'dm_below': lambda: _neighbours(x)[0],
+        'dm_above': lambda: _neighbours(x)[1],
         'sigma': lambda: np.full(x.shape, sigma),
         'm0': lambda: np.clip(m0 / m0_ref, 0.0, 3.0),
+        'res': lambda: x - model,
+        'res_below': lambda: _neighbours(x - model)[0],
+        'res_above': lambda: _neighbours(x - model)[1],
+        'tissue': lambda: model,
     }
     stack = np.stack([build[c]() for c in channels], axis=0)  # (C, X, Y, Z)
     inputs = np.ascontiguousarray(np.moveaxis(stack, -1, 0), dtype=np.float32)
-    return inputs, {'to_x': to_x, 'sigma': sigma, 'm0_ref': m0_ref}
+    x_zxy = np.ascontiguousarray(np.moveaxis(x, -1, 0), dtype=np.float32)
+    return inputs, {'to_x': to_x, 'x': x_zxy, 'sigma': sigma, 'm0_ref': m0_ref}
 
 
 #: In-plane symmetries averaged at inference (each is its own inverse): the network was
@@ -139,23 +191,25 @@ def denoise_pairs(
     device='cpu',
     batch_size=None,
     symmetric: bool = False,
+    gm: np.ndarray | None = None,
+    wm: np.ndarray | None = None,
 ) -> np.ndarray:
     """Denoised mean ΔM (X, Y, Z), in the units of ``pairs``.
 
-    The model predicts the noise of the normalised mean ΔM (channel ``dm``), which is
-    subtracted before mapping back to ΔM units. With ``symmetric`` the prediction is the
-    mean over :data:`SYMMETRIES` (four times the compute for about +0.05 dB on the public
-    ASLDRO case, hence off by default).
+    The model predicts the noise of the normalised mean ΔM, which is subtracted before
+    mapping back to ΔM units (``gm``, ``wm``: see :func:`build_inputs`). With ``symmetric``
+    the prediction is the mean over :data:`SYMMETRIES` (four times the compute for a few
+    hundredths of a dB, hence off by default).
     """
     from aslproc.models import infer
 
-    inputs, norm = build_inputs(pairs, m0, mask, params, channels)
+    inputs, norm = build_inputs(pairs, m0, mask, params, channels, gm, wm)
     ops = SYMMETRIES if symmetric else SYMMETRIES[:1]
     noise = np.mean(
         [op(infer.predict(model, op(inputs), device, batch_size=batch_size)) for op in ops],
         axis=0,
     )[:, 0]  # (Z, X, Y)
-    x_hat = inputs[:, list(channels).index('dm')] - noise
+    x_hat = norm['x'] - noise
     return (np.moveaxis(x_hat, 0, -1) / norm['to_x']).astype(np.float32)
 
 
@@ -217,14 +271,19 @@ def denoise_file(
     model, info = infer.load_denoiser(weights)
     pairs = cbfu.pairwise_delta_m(data, volume_types)
     params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
+    gm, wm = (load(f)[0] if f else None for f in (gm_file, wm_file))
+    if set(info['channels']) & set(TISSUE_CHANNELS) and (gm is None or wm is None):
+        raise ValueError(f"the denoiser model {info.get('name')} needs GM and WM fractions on "
+                         'the ASL grid (gm_file, wm_file)')
     dm = denoise_pairs(
-        model, pairs, m0, mask, params, info['channels'], infer.resolve_device(device)
+        model, pairs, m0, mask, params, info['channels'], infer.resolve_device(device),
+        gm=gm, wm=wm,
     )
     dm = np.where(mask > 0, dm, pairs.mean(axis=-1))
     cbf = cbfu.cbf_map(dm, m0, params, mask)
     if gm_file and wm_file:
         plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
-        cbf, coef = restore_tissue_means(cbf, plain, load(gm_file)[0], load(wm_file)[0], mask)
+        cbf, coef = restore_tissue_means(cbf, plain, gm, wm, mask)
         per_unit = cbfu.cbf_map(np.ones_like(dm), m0, params, mask)  # CBF of ΔM = 1
         dm = np.where(per_unit != 0, cbf / np.where(per_unit != 0, per_unit, 1.0), dm)
         logger.info('tissue means restored: GM %+.2f, WM %+.2f, offset %+.2f ml/100 g/min',
