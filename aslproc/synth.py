@@ -16,6 +16,8 @@ signal, tissue-specific background suppression (a uniform residual), spatially v
 labeling efficiency, physiological noise and drift, intra-volume motion and spin history (a 2D
 slice-wise PLD follows the slice each tissue occupies at the reference position). Truth on the
 ASL grid is at the reference head position (pose, no motion); ``hr*`` truth is on the T1w grid.
+Truth files: ``cbf``, ``att``, ``cleandm``, ``cleanm0``, ``seg`` (labels) and ``pvgm``/``pvwm``
+(partial-volume fractions) on the ASL grid; ``hrcbf`` … ``hrseg`` and ``gtlesion`` at 1 mm.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ series, and the 1 mm truth.
 
 Each case is a folder with ``cbf.nii.gz`` (ASL grid), ``t1w.nii.gz``, ``xfm.mat`` (ITK,
 T1w→ASL points), ``mask.nii.gz`` (T1w grid brain mask: the T1w thresholded inside the
-upsampled LR support, no truth used) and, for synth, ``truth_*.nii.gz``.
+upsampled LR support, no truth used), ``gm.nii.gz``/``wm.nii.gz`` (tissue probabilities by the
+pipeline's own brain mask and Atropos segmentation of the T1w, :func:`add_tissue`) and, for
+synth, ``truth_*.nii.gz``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def _mask_from(t1w, t1_aff, lr, lr_aff, ras_t1_to_asl):
     return ndimage.binary_fill_holes(mask).astype(np.uint8)
 
 
+def add_tissue(case: Path) -> tuple[Path, Path]:
+    """GM and WM probabilities of ``case/t1w.nii.gz`` as the pipeline computes them (cached)."""
+    from aslproc.utils import anat
+
+    gm, wm = case / 'gm.nii.gz', case / 'wm.nii.gz'
+    if not (gm.exists() and wm.exists()):
+        mask = anat.brain_mask(case / 't1w.nii.gz', case / 'brainmask.nii.gz', num_threads=2)
+        anat.segment_tissues(case / 't1w.nii.gz', mask, gm, wm, case / 'csf.nii.gz',
+                             num_threads=2)
+    return gm, wm
+
+
 def make_public(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     img = nib.load(str(PUBLIC / 'bids/sub-01/perf/sub-01_asl.nii.gz'))
@@ -72,6 +86,7 @@ def make_public(out: Path) -> Path:
     deriv = out / 'deriv' / 'sub-01' / 'perf'
     deriv.mkdir(parents=True, exist_ok=True)
     _save(cbf, img.affine, deriv / 'sub-01_desc-plain_cbf.nii.gz')
+    add_tissue(out)
     return out
 
 
@@ -96,6 +111,7 @@ def make_synth(out: Path, asl_voxel: float, seed: int = 3) -> Path:
         _save(sim.hr_truth[k], sim.t1w_affine, out / f'truth_{k}.nii.gz')
     (out / 'info.json').write_text(json.dumps(dict(asl_voxel=asl_voxel, seed=seed,
                                                    pose=sim.info['pose'])))
+    add_tissue(out)
     return out
 
 

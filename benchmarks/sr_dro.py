@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument('data', type=Path, help='work folder (public/ is built there if missing)')
     p.add_argument('--iters', type=int, nargs='+', default=[0, 40])
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--guide', choices=('tissue', 't1w'), default='tissue',
+                   help='detail regressors: GM/WM probabilities (pipeline default) or the T1w')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     torch.set_num_threads(args.threads)
@@ -52,14 +54,17 @@ def main(argv=None) -> int:
     if not (case / 'cbf.nii.gz').exists():
         sr_data.make_public(case)
     deriv = case / 'deriv'
+    tissue = sr_data.add_tissue(case) if args.guide == 'tissue' else (None, None)
     out = deriv / 'sub-01' / 'perf' / 'sub-01_space-T1w_desc-sr_cbf.nii.gz'
     machine = platform.processor() or platform.machine()
     result = {'machine': f'{machine}, torch {torch.__version__}',
-              'date': date.today().isoformat(), 'threads': args.threads, 'runs': []}
+              'date': date.today().isoformat(), 'threads': args.threads, 'guide': args.guide,
+              'runs': []}
     for n in args.iters:
         t0 = time.perf_counter()
         res = superres.superres_file(case / 'cbf.nii.gz', case / 't1w.nii.gz', case / 'xfm.mat',
-                                     case / 'mask.nii.gz', out, iters=n, device='cpu')
+                                     case / 'mask.nii.gz', out, iters=n, device='cpu',
+                                     gm_file=tissue[0], wm_file=tissue[1])
         run = {'iters': n, 'time_s': round(time.perf_counter() - t0, 1),
                'levels': res['info']['levels'], 'consistency': res['info']['consistency'],
                'score': _score(deriv, None), 'score_lr_plain': _score(deriv, 'plain')}
@@ -67,7 +72,7 @@ def main(argv=None) -> int:
         logging.info('iters %d: %s', n, run['score_lr_plain']['summary'])
     (HERE / 'sr_dro.json').write_text(json.dumps(result, indent=2) + '\n')
     lines = [f"SR on the public DRO case ({result['machine']}, {result['date']}; CPU, "
-             f"{args.threads} thread), score.py sr --lr-desc plain.", '',
+             f"{args.threads} thread; guide {args.guide}), score.py sr --lr-desc plain.", '',
              '| method | iters/level | time s | PSNR | SSIM | hypo err % | hyper err % |',
              '|---|---|---|---|---|---|---|']
     s0 = result['runs'][0]['score_lr_plain']

@@ -26,7 +26,10 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from aslproc.utils import superres
+sys.path.insert(0, str(Path(__file__).parent))
+import sr_data  # noqa: E402
+
+from aslproc.utils import superres  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -53,7 +56,16 @@ def score(x, ref, seg, lesion=None) -> dict:
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
-def run_case(case: Path, iters: list, seed: int = 0) -> dict:
+def tissue_inputs(case: Path, guide: str) -> dict:
+    """``gm``/``wm`` keyword arguments of super_resolve for ``guide='tissue'`` (else none)."""
+    if guide != 'tissue':
+        return {}
+    sr_data.add_tissue(case)
+    return {k: np.asarray(nib.load(str(case / f'{k}.nii.gz')).dataobj, np.float32)
+            for k in ('gm', 'wm')}
+
+
+def run_case(case: Path, iters: list, seed: int = 0, guide: str = 'tissue') -> dict:
     lr_img, t1 = nib.load(str(case / 'cbf.nii.gz')), nib.load(str(case / 't1w.nii.gz'))
     lr, t1w = (np.asarray(i.dataobj, np.float32) for i in (lr_img, t1))
     ras, mask = superres.ras_xfm(case / 'xfm.mat'), nib.load(str(case / 'mask.nii.gz'))
@@ -64,10 +76,12 @@ def run_case(case: Path, iters: list, seed: int = 0) -> dict:
     rows = {'linear': score(
         superres.resample(lr, vox, t1w.shape, 1), ref, seg, lesion),
         'cubic': score(superres.resample(lr, vox, t1w.shape, 3), ref, seg, lesion), 'sr': []}
+    tissue = tissue_inputs(case, guide)
     for n in iters:
         t0 = time.perf_counter()
         out, info = superres.super_resolve(lr, lr_img.affine, t1w, t1.affine, ras, mask,
-                                           config=superres.default_config('cpu', n, seed))
+                                           config=superres.default_config('cpu', n, seed),
+                                           **tissue)
         rows['sr'].append(dict(iters=n, time_s=round(time.perf_counter() - t0, 1),
                                levels=info['levels'], **score(out, ref, seg, lesion)))
         logging.info('%s iters %d: %s', case.name, n, rows['sr'][-1])
@@ -76,7 +90,8 @@ def run_case(case: Path, iters: list, seed: int = 0) -> dict:
 
 def to_markdown(result: dict) -> str:
     lines = [f"SR on the simulator ({result['machine']}, {result['date']}; CPU, "
-             f"{result['threads']} thread). PSNR/SSIM in GM+WM vs the 1 mm truth; bias in %.",
+             f"{result['threads']} thread; guide {result.get('guide', 't1w')}). "
+             'PSNR/SSIM in GM+WM vs the 1 mm truth; bias in %.',
              '', '| ASL | method | iters/level | time s | PSNR | SSIM | GM bias | WM bias '
              '| hypo err | hyper err |', '|---|---|---|---|---|---|---|---|---|---|']
     for case, rows in result['cases'].items():
@@ -96,14 +111,17 @@ def main(argv=None) -> int:
     p.add_argument('data', type=Path, help='folder written by benchmarks/sr_data.py')
     p.add_argument('--iters', type=int, nargs='+', default=[0, 20, 40])
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--guide', choices=('tissue', 't1w'), default='tissue',
+                   help='detail regressors: GM/WM probabilities (pipeline default) or the T1w')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     torch.set_num_threads(args.threads)
     machine = platform.processor() or platform.machine()
     result = {'machine': f'{machine}, torch {torch.__version__}',
-              'date': date.today().isoformat(), 'threads': args.threads, 'cases': {}}
+              'date': date.today().isoformat(), 'threads': args.threads, 'guide': args.guide,
+              'cases': {}}
     for name in ('synth3mm', 'synth4mm'):
-        result['cases'][name] = run_case(args.data / name, args.iters)
+        result['cases'][name] = run_case(args.data / name, args.iters, guide=args.guide)
     (HERE / 'sr_synth.json').write_text(json.dumps(result, indent=2) + '\n')
     (HERE / 'sr_synth.md').write_text(to_markdown(result))
     return 0

@@ -18,11 +18,11 @@ high-resolution data: every loss comes from the subject's own low-resolution CBF
   patches of the level-0 image, so fine-scale texture follows the statistics of the data.
 
 The result is a detail layer over the linear upsampling of the ASL data: the generators'
-residuals (carried up the pyramid) plus a T1w-guided detail (:func:`guided_detail`; the
-anatomy finer than an ASL voxel, scaled by the subject's own CBF-vs-T1w slope). Before it is
-added, :func:`null_detail` removes from it what the ASL acquisition would see (its samples at
-the ASL voxel centres and its means over the ASL point-spread function), by back-projection
-with a linear (smooth) upsampler. So the output resampled back onto the ASL grid equals the
+residuals (carried up the pyramid) plus an anatomy-guided detail (:func:`guided_detail`;
+the GM/WM structure finer than an ASL voxel, scaled by the subject's own CBF-vs-tissue fit).
+Before it is added, :func:`null_detail` removes from it what the ASL acquisition would see
+(its samples at the ASL voxel centres and its means over the ASL point-spread function), by
+back-projection with a linear (smooth) upsampler. So the output resampled back onto the ASL grid equals the
 linear upsampling resampled back (the input, up to interpolation error), and its ASL-scale
 means are those of the linear upsampling: detail is redistributed inside ASL voxels, never
 added to them. (An exact projection through the Gaussian PSF was tried first: it has to
@@ -293,23 +293,30 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
 
 @torch.no_grad()
 def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-                  op: Consistency) -> tuple[float, torch.Tensor]:
-    """T1w-guided detail: ``a · (g - spread(sample_psf(g)))`` inside the brain.
+                  op: Consistency) -> tuple[list, torch.Tensor]:
+    """Anatomy-guided detail: ``Σ a_k · (g_k - spread(sample_psf(g_k)))`` inside the brain.
 
-    ``a`` is the slope of the measured CBF against the T1w guide as the ASL acquisition sees
-    it (least squares over the ASL voxels inside the brain), so the detail is the part of the
-    anatomy finer than an ASL voxel, scaled by how CBF follows the T1w in this subject's own
-    data: no fixed GM/WM values are assumed, and a region where the data do not follow
-    the T1w (a lesion) keeps its low-pass value because the detail averages to zero there.
+    The regressors ``g_k`` are the GM and WM probabilities when the guide carries them
+    (channels 1 and 2), else the T1w (channel 0). The ``a_k`` come from a least-squares fit
+    (with a constant) of the measured CBF against the regressors as the ASL acquisition sees
+    them, over the ASL voxels inside the brain, so the detail is the anatomy finer than an
+    ASL voxel, scaled by how CBF follows it in this subject's own data: no fixed GM/WM
+    values are assumed, and a region where the data do not follow the anatomy (a lesion)
+    keeps its low-pass value because the detail averages to zero there. Tissue
+    probabilities are the better regressors: CBF is high in GM and low in both WM and CSF,
+    which lie at opposite ends of the T1w intensity scale, so no single slope on the T1w
+    fits both borders.
     """
-    g = guide[:, :1]
-    seen = op.sample(g, psf=True)
-    inside = op.sample(mask.to(g.dtype)[None, None]) > 0.99
-    if int(inside.sum()) < 3:
-        return 0.0, torch.zeros_like(g)
-    a = torch.stack([seen[inside], torch.ones_like(seen[inside])], 1)
-    slope = torch.linalg.lstsq(a, target[inside][:, None]).solution[0, 0]
-    return float(slope), slope * (g - op.spread(op.sample(g, psf=True))) * mask.to(g.dtype)
+    regs = guide[:, 1:3] if guide.shape[1] >= 3 else guide[:, :1]
+    inside = op.sample(mask.to(regs.dtype)[None, None]) > 0.99
+    if int(inside.sum()) < regs.shape[1] + 2:
+        return [0.0] * regs.shape[1], torch.zeros_like(guide[:, :1])
+    chans = [regs[:, k:k + 1] for k in range(regs.shape[1])]
+    seen = [op.sample(c, psf=True) for c in chans]
+    a = torch.stack([sv[inside] for sv in seen] + [torch.ones_like(seen[0][inside])], 1)
+    coef = torch.linalg.lstsq(a, target[inside][:, None]).solution[:-1, 0]
+    detail = sum(c * (g - op.spread(sv)) for c, g, sv in zip(coef, chans, seen, strict=True))
+    return [round(float(c), 6) for c in coef], detail * mask.to(regs.dtype)
 
 
 @torch.no_grad()

@@ -10,6 +10,14 @@ where ``quantify`` is :func:`aslproc.kinetics.quantify` with the acquisition's p
 scale all reach the network as "CBF / 100". The standard deviation of the mean ΔM (estimated
 from the spread of the pairs) is given in the same units as a constant channel, so one model
 serves every noise level, and the relative M0 (``M0 / M0_ref``) gives the head outline.
+
+With tissue fractions on the ASL grid (always in the participant workflow) the shipped model
+sees ``x`` as the subject's own partial-volume tissue model (:func:`tissue_model`, three
+numbers fitted to the noisy map) plus the residual from it. Most of a CBF map is explained
+by how much GM and WM each voxel holds, so the network only has to denoise what departs
+from that: lesions, smooth perfusion changes, segmentation error. The levels come from the
+data, so tissue contrast is measured, not painted from the T1w.
+
 The network predicts the noise in ``x``; the denoised ΔM is mapped back with the same factor.
 """
 

@@ -162,6 +162,8 @@ def super_resolve(
     levels=None,
     config: sr_fit.FitConfig | None = None,
     device='cpu',
+    gm=None,
+    wm=None,
 ) -> tuple:
     """Super-resolve an ASL-grid map onto the T1w grid.
 
@@ -181,6 +183,9 @@ def super_resolve(
         Pyramid steps (default: steps of about 0.75).
     config : FitConfig, optional
         Fit budget (default :func:`default_config` for ``device``).
+    gm, wm : ndarray (X, Y, Z), optional
+        GM and WM probabilities on the T1w grid: extra guide channels, and the regressors of
+        the anatomy-guided detail (:func:`aslproc.training.sr_fit.guided_detail`).
 
     Returns
     -------
@@ -201,7 +206,9 @@ def super_resolve(
     spacings = level_spacings(lr_sp, hr_zooms, levels)
     scale = float(np.percentile(np.abs(lr[lr != 0]), 99)) if np.any(lr) else 1.0
     scale = scale or 1.0
-    guide_hr = _normalise_guide(np.asarray(t1w, np.float32)[box], mask[box])
+    guide_hr = [_normalise_guide(np.asarray(t1w, np.float32)[box], mask[box])]
+    if gm is not None and wm is not None:
+        guide_hr += [np.where(mask[box], np.asarray(t, np.float32)[box], 0.0) for t in (gm, wm)]
     # ASL voxels constrained: centres inside the crop
     lr_idx = np.indices(lr.shape).reshape(3, -1).T.astype(float)
     to_hr = np.linalg.inv(vox_map)
@@ -220,7 +227,7 @@ def super_resolve(
         to_hr = np.diag([*ratio, 1.0])
         to_hr[:3, 3] = 0.5 * ratio - 0.5 + offset
         level_data.append(sr_fit.LevelData(
-            guide=_to_level(guide_hr, ratio, shape)[None],
+            guide=np.stack([_to_level(g, ratio, shape) for g in guide_hr]),
             mask=_to_level(mask[box], ratio, shape) > 0.5,
             points=(pts_hr + 0.5) / ratio - 0.5, sigma=sigma, to_lr=vox_map @ to_hr,
             step=np.ones(3) if prev is None else prev / level_mm))
@@ -270,10 +277,13 @@ def superres_file(
     device='auto',
     num_threads=None,
     baseline: bool = False,
+    gm_file=None,
+    wm_file=None,
 ) -> dict:
     """Write the super-resolved CBF on the T1w grid (and, with ``baseline``, its linear and
     cubic-spline resamplings next to it); returns ``out_file``, ``linear_file``,
-    ``cubic_file`` (or None) and ``info``.
+    ``cubic_file`` (or None) and ``info``. ``gm_file``/``wm_file``: tissue probabilities on
+    the T1w grid (see :func:`super_resolve`).
     """
     from aslproc.models.infer import resolve_device
 
@@ -283,10 +293,12 @@ def superres_file(
     lr, lr_img = load(cbf_file)
     t1w, t1_img = load(t1w_file)
     mask = load(mask_file)[0] > 0.5 if mask_file else None
+    gm, wm = (load(f)[0] if f else None for f in (gm_file, wm_file))
     ras = ras_xfm(xfm_file) if xfm_file else np.eye(4)
     config = default_config(str(dev), iters, seed)
     out, info = super_resolve(
-        lr, lr_img.affine, t1w, t1_img.affine, ras, mask, levels=levels, config=config, device=dev
+        lr, lr_img.affine, t1w, t1_img.affine, ras, mask, levels=levels, config=config,
+        device=dev, gm=gm, wm=wm,
     )
     result = dict(
         out_file=save_like(out, t1_img, out_file), linear_file=None, cubic_file=None, info=info

@@ -31,6 +31,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         ASL→T1w rigid transform (ITK).
     t1w, t1w_mask
         The T1w image (guide and output grid) and its brain mask.
+    gm, wm
+        GM and WM probabilities on the T1w grid (guide channels and detail regressors).
 
     Outputs
     -------
@@ -47,7 +49,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         'the residuals of a pyramid of 3D U-Net generators (grids from the ASL voxel to the '
         'T1w voxel in steps of about 0.75, '
         + (f'{levels} levels' if levels else 'automatic number of levels')
-        + ') that read the upsampled map of the level below and the normalised T1w, trained '
+        + ') that read the upsampled map of the level below, the normalised T1w and its GM '
+        'and WM probabilities, trained '
         'with a Markovian patch critic (WGAN-GP), a zero-shot reconstruction loss on the '
         "subject's own ASL data degraded by one pyramid step and a low-pass consistency loss ("
         + (f'{iters} iterations per level)' if iters else
@@ -58,14 +61,16 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
     wf.__desc__ = (
         'CBF was super-resolved onto the T1w grid for each subject from its own data, after '
         'the unsupervised multi-scale GAN of Cui, Gong et al. A detail layer was added to '
-        'the linear upsampling of the ASL-grid CBF: the T1w anatomy finer than an ASL voxel, '
-        "scaled by the slope of CBF against the T1w in the subject's own data, plus "
+        'the linear upsampling of the ASL-grid CBF: the grey- and white-matter anatomy '
+        '(tissue probabilities of the T1w) finer than an ASL voxel, scaled by a fit of CBF '
+        "against the tissue probabilities in the subject's own data, plus "
         f'{gan}. What the ASL acquisition would see of that layer (its values at the ASL '
         'voxel centres and its means over the point-spread function) was removed first, so '
         'the result resampled back onto the ASL grid equals the linear upsampling resampled '
         'back.'
     )
-    inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask']),
+    inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask', 'gm',
+                                                              'wm']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr']), name='outputnode')
     sr = pe.Node(SuperResolve(levels=levels, iters=-1 if iters is None else int(iters),
@@ -80,7 +85,7 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
     meta.inputs.meta = sidecar('cbf_sr', quant)
     wf.connect([
         (inputnode, sr, [('cbf', 'cbf_file'), ('xfm', 'xfm_file'), ('t1w', 't1w_file'),
-                         ('t1w_mask', 'mask_file')]),
+                         ('t1w_mask', 'mask_file'), ('gm', 'gm_file'), ('wm', 'wm_file')]),
         (sr, meta, [('info', 'info')]),
         (sr, ds, [('out_file', 'in_file')]),
         (meta, ds, [('meta', 'meta')]),
