@@ -123,3 +123,19 @@ def test_mask_grid_mismatch_is_an_error(head, tmp_path):
     outs = [tmp_path / f'{k}.nii.gz' for k in ('gm', 'wm', 'csf')]
     with pytest.raises(ValueError, match='differs from the T1w shape'):
         segment_tissues(head['t1w'], small, *outs)
+
+
+def test_segmentation_leaves_no_temporary_files(head, monkeypatch, tmp_path):
+    """ants.atropos writes its probability maps to /tmp and never removes them."""
+    import tempfile
+
+    import ants
+
+    from aslproc.utils.anat import segment_image
+
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    t1w = ants.image_read(head['t1w'])
+    mask = t1w.numpy() > np.percentile(t1w.numpy(), 60)
+    probs = segment_image(t1w, mask, bias_correct=False)
+    assert set(probs) == {'GM', 'WM', 'CSF'}
+    assert list(tmp_path.iterdir()) == []

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 import ants
 import nibabel as nib
@@ -182,6 +183,22 @@ def brain_mask(
     return save_like(t1w.new_image_like(mask.astype(np.float32)), t1w_file, out_file, np.uint8)
 
 
+@contextmanager
+def _private_tempdir():
+    """Point :mod:`tempfile` at a fresh folder for the block, then delete it.
+
+    ``ants.atropos`` writes its probability maps to ``mktemp`` names in the system temporary
+    folder and never removes them (three volumes per call); this keeps them out of /tmp.
+    """
+    folder, previous = tempfile.mkdtemp(prefix='aslproc_atropos_'), tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def segment_image(
     t1w: ants.ANTsImage, mask: np.ndarray, *, mrf: float = 0.1, bias_correct: bool | None = None
 ) -> dict[str, np.ndarray]:
@@ -204,9 +221,11 @@ def segment_image(
         t1w = ants.n4_bias_field_correction(
             t1w, mask=mask_img, shrink_factor=shrink, convergence=_N4_CONVERGENCE
         )
-    seg = ants.atropos(a=t1w, x=mask_img, i='Kmeans[3]', m=f'[{mrf},1x1x1]', c='[5,0]', r=0)
+    with _private_tempdir():
+        seg = ants.atropos(a=t1w, x=mask_img, i='Kmeans[3]', m=f'[{mrf},1x1x1]', c='[5,0]',
+                           r=0)
+        probs = [p.numpy() * mask for p in seg['probabilityimages']]
     data = t1w.numpy()
-    probs = [p.numpy() * mask for p in seg['probabilityimages']]
     means = [np.average(data[mask], weights=p[mask] + 1e-12) for p in probs]
     csf, gm, wm = (probs[k] for k in np.argsort(means))
     return {'GM': gm, 'WM': wm, 'CSF': csf}
