@@ -67,6 +67,26 @@ def add_tissue(case: Path) -> tuple[Path, Path]:
     return gm, wm
 
 
+def add_denoised(case: Path) -> Path:
+    """``cbf_denoised.nii.gz``: the shipped denoiser on the case's series, as the pipeline runs
+    it (tissue fractions resampled from :func:`add_tissue` onto the ASL grid through the
+    case's transform). Cached."""
+    from aslproc.utils import denoise as dnu
+    from aslproc.utils.registration import resample_to_asl
+
+    out = case / 'cbf_denoised.nii.gz'
+    if out.exists():
+        return out
+    gm, wm = add_tissue(case)
+    pv = [resample_to_asl(f, case / 'cbf.nii.gz', case / 'xfm.mat',
+                          case / f'{f.name[:2]}_asl.nii.gz') for f in (gm, wm)]
+    meta = json.loads((case / 'asl.json').read_text())
+    dnu.denoise_file(case / 'asl.nii.gz', meta['volume_types'], case / 'm0.nii.gz',
+                     case / 'masklr.nii.gz', meta['params'], out, case / 'dm_denoised.nii.gz',
+                     device='cpu', num_threads=1, gm_file=pv[0], wm_file=pv[1])
+    return out
+
+
 def make_public(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     img = nib.load(str(PUBLIC / 'bids/sub-01/perf/sub-01_asl.nii.gz'))
@@ -102,6 +122,10 @@ def make_synth(out: Path, asl_voxel: float, seed: int = 3) -> Path:
     mask_lr = (m0 > 0.1 * m0.max()).astype(np.uint8)
     cbf = cbfu.cbf_map(dm, m0, sim.quant_params, mask_lr)
     _save(cbf, sim.asl_affine, out / 'cbf.nii.gz')
+    for name, arr in (('asl', sim.asl), ('m0', m0), ('masklr', mask_lr)):
+        _save(arr, sim.asl_affine, out / f'{name}.nii.gz')
+    (out / 'asl.json').write_text(json.dumps(dict(volume_types=list(types), params={
+        k: (np.asarray(v).tolist() if k == 'pld' else v) for k, v in sim.quant_params.items()})))
     _save(sim.t1w, sim.t1w_affine, out / 't1w.nii.gz')
     head = np.linalg.inv(np.asarray(sim.info['asl_to_t1w']))  # T1w→ASL points (RAS)
     write_xfm(_FLIP @ head @ _FLIP, out / 'xfm.mat')

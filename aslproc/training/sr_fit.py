@@ -61,7 +61,8 @@ class FitConfig:
     adv: float = 0.1                # adversarial weight (0: no critic)
     gp: float = 0.1                 # WGAN-GP gradient-penalty weight
     proj_iters: int = 6             # back-projection steps (see null_detail)
-    guided: bool = True             # add the T1w-guided detail (see guided_detail)
+    guided: bool = True             # add the anatomy-guided detail (see guided_detail)
+    proportional: bool = True       # scale it by the local data / tissue-model ratio
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -276,7 +277,7 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
     b = torch.as_tensor(np.asarray(base, np.float32), device=device)[None, None]
     if config.guided:
         slope, guided = guided_detail(tens[-1], torch.as_tensor(last.mask, device=device),
-                                      target, op)
+                                      target, op, config.proportional)
         detail = detail + guided
         record['guide_slope'] = slope
     if config.iters > 0 or config.guided:
@@ -293,7 +294,7 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
 
 @torch.no_grad()
 def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-                  op: Consistency) -> tuple[list, torch.Tensor]:
+                  op: Consistency, proportional: bool = True) -> tuple[list, torch.Tensor]:
     """Anatomy-guided detail: ``Σ a_k · (g_k - spread(sample_psf(g_k)))`` inside the brain.
 
     The regressors ``g_k`` are the GM and WM probabilities when the guide carries them
@@ -302,7 +303,11 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     them, over the ASL voxels inside the brain, so the detail is the anatomy finer than an
     ASL voxel, scaled by how CBF follows it in this subject's own data: no fixed GM/WM
     values are assumed, and a region where the data do not follow the anatomy (a lesion)
-    keeps its low-pass value because the detail averages to zero there. Tissue
+    keeps its low-pass value because the detail averages to zero there. With
+    ``proportional`` the detail is also scaled, voxel by voxel, by the ratio of the measured
+    CBF to the tissue model's prediction (both at the ASL scale, capped at
+    :data:`RATIO_MAX`), so that inside a hypoperfused region the GM/WM detail shrinks with
+    the perfusion and the region keeps its contrast against normal GM. Tissue
     probabilities are the better regressors: CBF is high in GM and low in both WM and CSF,
     which lie at opposite ends of the T1w intensity scale, so no single slope on the T1w
     fits both borders.
@@ -314,9 +319,23 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     chans = [regs[:, k:k + 1] for k in range(regs.shape[1])]
     seen = [op.sample(c, psf=True) for c in chans]
     a = torch.stack([sv[inside] for sv in seen] + [torch.ones_like(seen[0][inside])], 1)
-    coef = torch.linalg.lstsq(a, target[inside][:, None]).solution[:-1, 0]
+    sol = torch.linalg.lstsq(a, target[inside][:, None]).solution[:, 0]
+    coef = sol[:-1]
     detail = sum(c * (g - op.spread(sv)) for c, g, sv in zip(coef, chans, seen, strict=True))
-    return [round(float(c), 6) for c in coef], detail * mask.to(regs.dtype)
+    # local perfusion relative to what the tissue model predicts at the ASL scale
+    model_seen = sum(c * sv for c, sv in zip(coef, seen, strict=True)) + sol[-1]
+    smooth = [RATIO_SMOOTH * v for v in op.sigma]
+    ratio = (gaussian_blur(op.spread(target), smooth)
+             / gaussian_blur(op.spread(model_seen), smooth).abs().clamp_min(1e-6))
+    ratio = ratio.clamp(0.0, RATIO_MAX) if proportional else torch.ones_like(ratio)
+    return [round(float(c), 6) for c in coef], detail * ratio * mask.to(regs.dtype)
+
+
+#: Upper bound of the local scaling of the guided detail (data / tissue model).
+RATIO_MAX = 2.0
+#: Smoothing of that ratio, in multiples of the ASL point-spread function's SD: the noise of
+#: the measured CBF would otherwise be multiplied into the detail.
+RATIO_SMOOTH = 2.0
 
 
 @torch.no_grad()
