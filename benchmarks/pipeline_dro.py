@@ -60,6 +60,17 @@ def score(case: Path, out: Path, desc: str | None) -> dict | None:
     return {'summary': lines[-1]['summary'], 'rows': lines[:-1]}
 
 
+def score_sr(case: Path, out: Path, lr_desc: str | None) -> dict | None:
+    """Summary line of ``score.py sr`` (None without a ``space-T1w_desc-sr_cbf``)."""
+    if not any(out.rglob('*space-T1w_desc-sr_cbf.nii.gz')):
+        return None
+    cmd = [sys.executable, str(SCORE), 'sr', str(case), str(out)]
+    cmd += ['--lr-desc', lr_desc] if lr_desc else []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{')]
+    return lines[-1].get('summary') if lines else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('case', nargs='?', type=Path, default=ROOT.parent / 'shared' / 'dro-public')
@@ -84,6 +95,8 @@ def main(argv=None) -> int:
         'command': ' '.join(cmd), 'exit': proc.returncode, 'wall_s': round(wall, 1),
         'node_s': node_times(work),
         'scores': {d or 'plain': score(args.case, out, d) for d in (None, 'smoothed', 'denoised')},
+        'sr': {f'vs_{d or "plain_average"}': score_sr(args.case, out, d)
+               for d in (None, 'denoised')},
     }
     (HERE / f'{args.name}.json').write_text(json.dumps(result, indent=2) + '\n')
     (HERE / f'{args.name}.md').write_text(markdown(result))
@@ -104,6 +117,12 @@ def markdown(r: dict) -> str:
         bias = s['rows'][0].get('gm_bias_pct', 'n/a') if s['rows'] else 'n/a'
         lines.append(f"| {name} | {m['psnr']} | {m['rmse']} | {m['ccc']} | {bias} | "
                      f"{m['average_psnr']} | {m['gauss_psnr']} |")
+    srs = {k: v for k, v in r.get('sr', {}).items() if v}
+    if srs:
+        lines += ['', '| SR (`score.py sr`) | PSNR dB | SSIM | linear PSNR | linear SSIM |',
+                  '|---|---|---|---|---|']
+        lines += [f"| {k} | {v['psnr']} | {v['ssim']} | {v['linear_psnr']} | "
+                  f"{v['linear_ssim']} |" for k, v in srs.items()]
     lines += ['', '| node | seconds |', '|---|---|']
     for node, sec in sorted(r['node_s'].items(), key=lambda kv: -kv[1]):
         lines.append(f'| {node} | {sec} |')

@@ -139,6 +139,30 @@ def piecewise_constant(clean: np.ndarray, mask: np.ndarray, levels: int = 4) -> 
     return np.where(mask, means[cls], clean).astype(clean.dtype)
 
 
+#: Probability that :func:`augment_contrast` also weakens the smooth perfusion field.
+FLAT_P = 0.5
+#: Scale (voxels, in-plane and across slices) separating the smooth field from focal changes.
+FIELD_SIGMA = (3.0, 3.0, 1.0)
+
+
+def flatten_field(clean: np.ndarray, subj: Subject, keep: float) -> np.ndarray:
+    """``clean`` with its large-scale departure from the tissue model scaled by ``keep``.
+
+    The departure from the subject's partial-volume tissue model
+    (:func:`aslproc.utils.denoise.tissue_model` with the true fractions) is split into a
+    smooth part (Gaussian, :data:`FIELD_SIGMA`) and the rest; only the smooth part is
+    scaled, so focal lesions stay. Phantoms with flat tissue CBF (``keep`` 0) teach the
+    network that a residual can be pure noise; the simulator's field (``keep`` 1) that it
+    can be perfusion.
+    """
+    inside = subj.mask.astype(np.float32)
+    res = np.where(subj.mask, clean - dnu.tissue_model(clean, subj.pvgm, subj.pvwm, subj.mask),
+                   0.0)
+    low = (ndimage.gaussian_filter(res, FIELD_SIGMA)
+           / np.maximum(ndimage.gaussian_filter(inside, FIELD_SIGMA), 1e-3))
+    return np.where(subj.mask, clean - (1.0 - keep) * low, clean).astype(np.float32)
+
+
 def augment_contrast(rng: np.random.Generator, subj: Subject, pairs: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
     """New CBF level, WM/GM contrast and edge sharpness of the noise-free ΔM, pairs alike.
@@ -152,7 +176,8 @@ def augment_contrast(rng: np.random.Generator, subj: Subject, pairs: np.ndarray
     factor ``r`` in 0.2-1.3 in white matter (hard label: WM weight > 0.5), and (3) by a global
     factor in 0.6-1.6. The same change is added to every pair (pairs = clean ΔM + noise), so
     noise and lesions stay intact and the network cannot learn a fixed tissue ratio or
-    edge profile.
+    edge profile. Half the time the smooth perfusion field is also weakened
+    (:func:`flatten_field`).
     """
     clean = subj.cleandm
     amount = float(rng.uniform(0.0, 1.5))
@@ -162,6 +187,8 @@ def augment_contrast(rng: np.random.Generator, subj: Subject, pairs: np.ndarray
         w = float(rng.uniform(0.5, 1.0))
         hard = piecewise_constant(sharp, subj.mask, int(rng.integers(3, 7)))
         sharp = w * hard + (1.0 - w) * sharp
+    if rng.random() < FLAT_P:
+        sharp = flatten_field(sharp, subj, float(rng.uniform(0.0, 1.0)))
     g = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
     r = float(rng.uniform(0.2, 1.3))
     new = (sharp * (g * (1.0 + (r - 1.0) * (subj.wm > 0.5)))).astype(np.float32)
@@ -173,11 +200,11 @@ def perturb_fractions(rng: np.random.Generator, subj: Subject) -> tuple[np.ndarr
 
     The pipeline's fractions come from segmenting the T1w and resampling to the ASL grid,
     so they are softer or sharper than the truth and misregistered by a fraction of a
-    voxel: a random in-plane blur (σ 0-0.8 voxel, 0-0.3 across slices) and a random shift
-    (±0.4 voxel per axis), the same for both maps.
+    voxel: a random in-plane blur (σ 0-0.5 voxel, 0-0.3 across slices) and a random shift
+    (±0.3 voxel per axis), the same for both maps.
     """
-    sigma = (*(rng.uniform(0, 0.8),) * 2, rng.uniform(0, 0.3))
-    shift = rng.uniform(-0.4, 0.4, 3)
+    sigma = (*(rng.uniform(0, 0.5),) * 2, rng.uniform(0, 0.3))
+    shift = rng.uniform(-0.3, 0.3, 3)
     return tuple(np.clip(ndimage.shift(ndimage.gaussian_filter(f, sigma), shift, order=1),
                          0, 1) for f in (subj.pvgm, subj.pvwm))
 

@@ -22,11 +22,11 @@ residuals (carried up the pyramid) plus an anatomy-guided detail (:func:`guided_
 the GM/WM structure finer than an ASL voxel, scaled by the subject's own CBF-vs-tissue fit).
 Before it is added, :func:`null_detail` removes from it what the ASL acquisition would see
 (its samples at the ASL voxel centres and its means over the ASL point-spread function), by
-back-projection with a linear (smooth) upsampler. So the output resampled back onto the ASL grid equals the
-linear upsampling resampled back (the input, up to interpolation error), and its ASL-scale
-means are those of the linear upsampling: detail is redistributed inside ASL voxels, never
-added to them. (An exact projection through the Gaussian PSF was tried first: it has to
-deconvolve the noisy input and lost 8 dB on the public case.)
+back-projection with a linear (smooth) upsampler. So the output resampled back onto the ASL
+grid equals the linear upsampling resampled back (the input, up to interpolation error), and
+its ASL-scale means are those of the linear upsampling: detail is redistributed inside ASL
+voxels, never added to them. (An exact projection through the Gaussian PSF was tried first:
+it has to deconvolve the noisy input and lost 8 dB on the public case.)
 """
 
 from __future__ import annotations
