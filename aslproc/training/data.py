@@ -66,7 +66,7 @@ def random_config(rng: np.random.Generator, n_pairs: int = N_PAIRS) -> tuple[Syn
         asl_voxel=(inplane / factor, inplane / factor, thick / zfactor), t1w_voxel=2.0,
         bs_pulses=int(rng.choice([0, 0, 0, 2, 4])), readout='2D' if rng.random() < 0.3 else '3D',
         pld=float(pld), tau=float(rng.uniform(1.4, 1.8)), ti1=float(rng.uniform(0.7, 0.8)),
-        noise='gaussian' if rng.random() < 0.2 else 'rician', lesions=(1, 4),
+        noise='gaussian' if rng.random() < 0.2 else 'rician', lesions=(3, 8),
         m0_tr=float(rng.choice([6.0, 10.0])), seed=int(rng.integers(1 << 30)),
         att_range=att_range)
     return config, (factor, zfactor)

@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 #: below and above plus the noise SD, either plain or as residuals from the subject's
 #: tissue model plus that model (``--inputs``); ``--m0`` adds the relative M0.
 INPUT_CHANNELS = {'published': ('dm',), 'plain': dnu.PLAIN_CHANNELS,
-                  'tissue': dnu.TISSUE_MODEL_CHANNELS}
+                  'tissue': dnu.TISSUE_MODEL_CHANNELS,
+                  'hybrid': dnu.PLAIN_CHANNELS + ('tissue',)}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -48,7 +49,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument('--lambda', dest='lam', type=float, default=0.2,
                    help='weight of the noise term (1 - lambda on the kinetic term)')
     p.add_argument('--arch', choices=('aslproc', 'published'), default='aslproc')
-    p.add_argument('--inputs', choices=('tissue', 'plain'), default='tissue',
+    p.add_argument('--inputs', choices=('plain', 'tissue', 'hybrid'), default='plain',
                    help="input channels of the 'aslproc' arch (the published arch: ΔM only)")
     p.add_argument('--features', type=int, default=None, help='filters (default per arch)')
     p.add_argument('--subjects', type=int, default=48, help='simulated training subjects')

@@ -11,12 +11,10 @@ scale all reach the network as "CBF / 100". The standard deviation of the mean Î
 from the spread of the pairs) is given in the same units as a constant channel, so one model
 serves every noise level, and the relative M0 (``M0 / M0_ref``) gives the head outline.
 
-With tissue fractions on the ASL grid (always in the participant workflow) the shipped model
-sees ``x`` as the subject's own partial-volume tissue model (:func:`tissue_model`, three
-numbers fitted to the noisy map) plus the residual from it. Most of a CBF map is explained
-by how much GM and WM each voxel holds, so the network only has to denoise what departs
-from that: lesions, smooth perfusion changes, segmentation error. The levels come from the
-data, so tissue contrast is measured, not painted from the T1w.
+Models trained with ``--inputs tissue`` instead see ``x`` as the subject's own partial-volume
+tissue model (:func:`tissue_model`, three numbers fitted to the noisy map) plus the residual
+from it; they need the tissue fractions on the ASL grid. They are not shipped: they pull
+focal lesions towards the tissue model (see the model card).
 
 The network predicts the noise in ``x``; the denoised Î”M is mapped back with the same factor.
 """
@@ -43,10 +41,12 @@ TISSUE_CHANNELS = ('res', 'res_below', 'res_above', 'tissue')
 #: whose tissue contrast depends on the sequence and would let the network paint perfusion
 #: from anatomy.
 PLAIN_CHANNELS = ('dm', 'dm_below', 'dm_above', 'sigma')
-#: Tissue-model inputs (aslproc's shipped model): the same, as residuals from the subject's
-#: own partial-volume tissue model (:func:`tissue_model`), plus that model.
+#: Tissue-model inputs (an option, not shipped): the same as residuals from the subject's own
+#: partial-volume tissue model (:func:`tissue_model`), plus that model. Much better on flat-
+#: tissue phantoms, but the network learns to pull focal lesions towards the model
+#: (aslproc/models/MODEL_CARD.md), so the shipped model uses :data:`PLAIN_CHANNELS`.
 TISSUE_MODEL_CHANNELS = ('res', 'res_below', 'res_above', 'sigma', 'tissue')
-DEFAULT_CHANNELS = TISSUE_MODEL_CHANNELS
+DEFAULT_CHANNELS = PLAIN_CHANNELS
 
 
 def kinetic_factor(params: dict, n_slices: int) -> np.ndarray:
