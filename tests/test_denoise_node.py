@@ -56,3 +56,6 @@ def test_denoise_workflow_builds(tmp_path, tiny_bids):
     assert 'DeepASL' in wf.visit_desc() and str(spec.n_pairs) in wf.visit_desc()
     node = wf.get_node('denoise')
     assert node.inputs.device == 'auto' and node.inputs.params['label_type'] == spec.label_type
+    # the weight file is an explicit (hashed) input: a new model invalidates nipype's cache
+    assert node.inputs.weights == str(infer.DEFAULT_WEIGHTS.resolve())
+    assert not node.inputs.trait('weights').nohash

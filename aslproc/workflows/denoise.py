@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from aslproc.interfaces.denoise import DenoiseASL
 from aslproc.workflows.engine import LiterateWorkflow
 from aslproc.workflows.outputs import sink_node
+
+#: The shipped weights (the path only: importing torch is not needed to build the graph).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / 'models' / 'weights' / 'denoiser.pt'
 
 
 def _model_meta(meta: dict, name: str, sha256: str) -> dict:
@@ -59,6 +64,8 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     denoise = pe.Node(
         DenoiseASL(volume_types=list(spec.volume_types),
                    params=spec.node_params(),
+                   # explicit, so that the node's hash (and nipype's cache) follows the file
+                   weights=str(DEFAULT_WEIGHTS),
                    device=settings.device, num_threads=settings.omp_nthreads),
         name='denoise', n_procs=settings.omp_nthreads, mem_gb=1)
     ds = sink_node('cbf_denoised', out_dir=settings.output_dir, entities=spec.entities,
