@@ -14,10 +14,9 @@ slice profiles and the exact k-space PSF, multi-compartment exchange (single-com
 Buxton model with T1 tissue = T1 blood), bolus dispersion, intravascular and macrovascular
 signal, tissue-specific background suppression (a uniform residual), spatially varying
 labeling efficiency, physiological noise and drift, intra-volume motion and spin history (a 2D
-slice-wise PLD follows the slice each tissue occupies at the reference position). Truth on the
-ASL grid is at the reference head position (pose, no motion); ``hr*`` truth is on the T1w grid.
-Truth files: ``cbf``, ``att``, ``cleandm``, ``cleanm0``, ``seg`` (labels) and ``pvgm``/``pvwm``
-(partial-volume fractions) on the ASL grid; ``hrcbf`` … ``hrseg`` and ``gtlesion`` at 1 mm.
+slice-wise PLD follows the slice each tissue occupies at the reference position). ASL-grid truth
+(``cbf``, ``att``, ``cleandm``, ``cleanm0``, ``seg``, ``pvgm``/``pvwm`` partial volumes) is at the
+reference head position (no motion); ``hr*`` and ``gtlesion`` truth is on the T1w grid.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from aslproc import kinetics, phantom
+from aslproc import kinetics, mni_head, phantom
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +43,7 @@ BS_RESIDUAL = 0.07
 READOUT_3D, READOUT_SLICE = 0.5, 0.04
 #: Head pose amplitude (mm and degrees) when ``pose=True``.
 POSE_DEFAULT = 3.0
-#: The BIDS M0Type values.
-M0_TYPES = ('Included', 'Separate', 'Estimate', 'Absent')
+M0_TYPES = ('Included', 'Separate', 'Estimate', 'Absent')  #: The BIDS M0Type values.
 _CHOICES = {'label': ('PCASL', 'PASL'), 'm0_type': M0_TYPES, 'readout': ('3D', '2D'),
             'noise': ('rician', 'gaussian')}
 
@@ -91,7 +89,7 @@ class SynthConfig:
         put('readout', self.readout.upper())
         put('noise', self.noise.lower())
         put('lesions', tuple(int(n) for n in np.atleast_1d(self.lesions)[[0, -1]]))
-        fov = phantom.fov_mm(self.t1w_voxel)
+        fov = mni_head.fov_mm(self.t1w_voxel)
         default = fov / np.asarray(self.asl_matrix) if self.asl_matrix else 4.0
         vox = np.broadcast_to(default if self.asl_voxel is None else self.asl_voxel, (3,))
         put('asl_voxel', tuple(float(v) for v in vox))
@@ -216,7 +214,7 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     ``subject`` is the label (without ``sub-``) used in IntendedFor. The only I/O is reading
     nilearn's templates once; :func:`write_dataset` passes ``default_rng([config.seed, i])``.
     """
-    anat, anat_info = phantom.random_anatomy(rng, phantom.load_anatomy(config.t1w_voxel))
+    anat, anat_info = phantom.random_anatomy(rng, mni_head.load_anatomy(config.t1w_voxel))
     att_range = config.att_range or ((0.7, 1.6) if config.label == 'PCASL' else (0.4, 1.0))
     t1w = phantom.t1w_image(rng, anat)  # drawn first: the T1w never depends on the perfusion
     maps = phantom.perfusion_maps(rng, anat, n_lesions=config.lesions, att_range=att_range)
@@ -313,9 +311,9 @@ def write_subject(sim: SubjectSim, bids: Path, truth: Path) -> None:
         _write(perf / f'{sub}_m0scan.json', sim.m0_metadata)
     for name, data in sim.truth.items():
         _write(truth / f'{sub}_{name}.nii.gz', data, sim.asl_affine)
-    for name, data in sim.hr_truth.items():
-        fname = 'gtlesion' if name == 'lesion' else f'hr{name}'
-        _write(truth / f'{sub}_{fname}.nii.gz', data, sim.t1w_affine)
+    for name, data in sim.hr_truth.items():  # the lesion labels are 'gtlesion'
+        _write(truth / f"{sub}_{'gt' if name == 'lesion' else 'hr'}{name}.nii.gz", data,
+               sim.t1w_affine)
 
 
 def write_dataset(out_dir, config: SynthConfig) -> Path:
@@ -337,8 +335,8 @@ def write_dataset(out_dir, config: SynthConfig) -> Path:
         'Name': 'aslproc synthetic ASL phantom', 'BIDSVersion': '1.9.0', 'DatasetType': 'raw',
         'License': 'CC0', 'GeneratedBy': [{'Name': 'aslproc.synth'}]})
     _write(bids / 'README', _README)
-    _write(bids / 'participants.tsv', '\n'.join(['participant_id'] + [f'sub-{s}' for s in labels])
-           + '\n')
+    rows = ['participant_id', *record['subjects']]
+    _write(bids / 'participants.tsv', ''.join(f'{r}\n' for r in rows))
     _write(bids / 'participants.json', {'participant_id': {'Description': 'Phantom label'}})
     _write(truth / 'params.json', record)
     return out
