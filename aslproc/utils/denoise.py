@@ -95,6 +95,14 @@ def noise_sd(pairs: np.ndarray, mask: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+def tissue_coefficients(x: np.ndarray, gm: np.ndarray, wm: np.ndarray, mask: np.ndarray
+                        ) -> np.ndarray:
+    """Least-squares ``(a, b, c)`` of ``x ≈ a·GM + b·WM + c`` over the voxels of ``mask``."""
+    inside = mask > 0
+    design = np.stack([gm[inside], wm[inside], np.ones(int(inside.sum()))], axis=1)
+    return np.linalg.lstsq(design, x[inside], rcond=None)[0]
+
+
 def tissue_model(x: np.ndarray, gm: np.ndarray, wm: np.ndarray, mask: np.ndarray
                  ) -> np.ndarray:
     """The subject's partial-volume tissue model of ``x``: ``a·GM + b·WM + c`` in the mask.
@@ -111,10 +119,8 @@ def tissue_model(x: np.ndarray, gm: np.ndarray, wm: np.ndarray, mask: np.ndarray
     >>> tissue_model(np.array([60., 40., 20., 5., 9.]), gm, wm, m).round(3).tolist()
     [60.0, 40.0, 20.0, 5.0, 0.0]
     """
-    inside = mask > 0
-    design = np.stack([gm[inside], wm[inside], np.ones(int(inside.sum()))], axis=1)
-    coef, *_ = np.linalg.lstsq(design, x[inside], rcond=None)
-    return np.where(inside, coef[0] * gm + coef[1] * wm + coef[2], 0.0)
+    a, b, c = tissue_coefficients(x, gm, wm, mask)
+    return np.where(mask > 0, a * gm + b * wm + c, 0.0)
 
 
 def _neighbours(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,11 +245,9 @@ def restore_tissue_means(cbf_den: np.ndarray, cbf_plain: np.ndarray, gm: np.ndar
     >>> out.round(3).tolist()
     [60.0, 60.0, 20.0, 20.0]
     """
-    inside = mask > 0
-    design = np.stack([gm[inside], wm[inside], np.ones(int(inside.sum()))], axis=1)
-    coef, *_ = np.linalg.lstsq(design, (cbf_plain - cbf_den)[inside], rcond=None)
+    coef = tissue_coefficients(cbf_plain - cbf_den, gm, wm, mask)
     fit = coef[0] * gm + coef[1] * wm + coef[2]
-    return np.where(inside, cbf_den + fit, cbf_den).astype(np.float32), coef.tolist()
+    return np.where(mask > 0, cbf_den + fit, cbf_den).astype(np.float32), coef.tolist()
 
 
 def denoise_file(
