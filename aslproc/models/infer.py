@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aslproc.models import denoiser
+from aslproc.models import DENOISER_WEIGHTS, denoiser
 
 logger = logging.getLogger(__name__)
 
 #: The denoiser weights shipped inside the package.
-DEFAULT_WEIGHTS = Path(__file__).parent / 'weights' / 'denoiser.pt'
+DEFAULT_WEIGHTS = DENOISER_WEIGHTS
 #: Keys every weight file must hold.
 WEIGHT_KEYS = ('arch', 'kwargs', 'state_dict', 'channels')
 

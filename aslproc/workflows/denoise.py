@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from aslproc.interfaces.denoise import DenoiseASL
+from aslproc.models import DENOISER_WEIGHTS
 from aslproc.workflows.engine import LiterateWorkflow
 from aslproc.workflows.outputs import sink_node
-
-#: The shipped weights (the path only: importing torch is not needed to build the graph).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / 'models' / 'weights' / 'denoiser.pt'
 
 
 def _model_meta(meta: dict, name: str, sha256: str) -> dict:
@@ -65,7 +61,7 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
         DenoiseASL(volume_types=list(spec.volume_types),
                    params=spec.node_params(),
                    # explicit, so that the node's hash (and nipype's cache) follows the file
-                   weights=str(DEFAULT_WEIGHTS),
+                   weights=str(DENOISER_WEIGHTS),
                    device=settings.device, num_threads=settings.omp_nthreads),
         name='denoise', n_procs=settings.omp_nthreads, mem_gb=1)
     ds = sink_node('cbf_denoised', out_dir=settings.output_dir, entities=spec.entities,
