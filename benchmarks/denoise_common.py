@@ -75,27 +75,39 @@ def quant_params(meta: dict) -> dict:
                 lam=kinetics.BLOOD_BRAIN_PARTITION)
 
 
-def tissue_fractions(t1w: Path, asl_ref: Path, out: Path) -> tuple[str, str]:
-    """GM and WM fractions on the ASL grid by the pipeline's anatomical path, cached in ``out``.
-
-    Brain mask and Atropos segmentation of the T1w (:mod:`aslproc.utils.anat`), then the
-    pipeline's resampling onto the ASL grid through an identity ASL → T1w transform (these
-    cases have no motion and share world coordinates).
-    """
-    from aslproc.utils import anat, registration
+def segment_t1w(t1w: Path, out: Path) -> tuple[Path, Path]:
+    """GM and WM probabilities on the T1w grid by the pipeline's own brain mask and Atropos
+    segmentation (:mod:`aslproc.utils.anat`), cached as ``out/gm.nii.gz``, ``out/wm.nii.gz``."""
+    from aslproc.utils import anat
 
     out.mkdir(parents=True, exist_ok=True)
+    gm, wm = out / 'gm.nii.gz', out / 'wm.nii.gz'
+    if not (gm.exists() and wm.exists()):
+        mask = anat.brain_mask(t1w, out / 'brainmask.nii.gz', num_threads=2)
+        anat.segment_tissues(t1w, mask, gm, wm, out / 'csf.nii.gz', num_threads=2)
+    return gm, wm
+
+
+def tissue_fractions(t1w: Path, asl_ref: Path, out: Path, xfm: Path | None = None
+                     ) -> tuple[str, str]:
+    """GM and WM fractions on the ASL grid by the pipeline's anatomical path, cached in ``out``.
+
+    :func:`segment_t1w`, then the pipeline's resampling onto the grid of ``asl_ref`` (3D, or
+    4D: its first volume) through the ASL → T1w transform ``xfm``; identity by default (cases
+    without motion that share world coordinates).
+    """
+    from aslproc.utils import registration
+
     files = {n: out / f'{n}_asl.nii.gz' for n in ('gm', 'wm')}
     if all(f.exists() for f in files.values()):
         return str(files['gm']), str(files['wm'])
-    mask = anat.brain_mask(t1w, out / 'mask.nii.gz', num_threads=2)
-    probs = anat.segment_tissues(t1w, mask, *(out / f'{n}_t1w.nii.gz' for n in
-                                              ('gm', 'wm', 'csf')), num_threads=2)
+    probs = segment_t1w(t1w, out)
     ref = out / 'asl_ref.nii.gz'
     img = nib.load(str(asl_ref))
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32)[..., 0], img.affine), str(ref))
-    xfm = registration.write_xfm(np.eye(4), out / 'identity.mat')
-    for name, prob in zip(('gm', 'wm'), probs[:2], strict=True):
+    data = np.asarray(img.dataobj, np.float32)
+    nib.save(nib.Nifti1Image(data[..., 0] if data.ndim == 4 else data, img.affine), str(ref))
+    xfm = xfm or registration.write_xfm(np.eye(4), out / 'identity.mat')
+    for name, prob in zip(('gm', 'wm'), probs, strict=True):
         registration.resample_to_asl(prob, ref, xfm, files[name])
     return str(files['gm']), str(files['wm'])
 

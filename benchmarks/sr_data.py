@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -30,6 +31,9 @@ from aslproc import kinetics
 from aslproc.synth import SynthConfig, simulate_subject
 from aslproc.utils import cbf as cbfu
 from aslproc.utils.registration import write_xfm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from denoise_common import segment_t1w, tissue_fractions  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -57,33 +61,22 @@ def _mask_from(t1w, t1_aff, lr, lr_aff, ras_t1_to_asl):
 
 def add_tissue(case: Path) -> tuple[Path, Path]:
     """GM and WM probabilities of ``case/t1w.nii.gz`` as the pipeline computes them (cached)."""
-    from aslproc.utils import anat
-
-    gm, wm = case / 'gm.nii.gz', case / 'wm.nii.gz'
-    if not (gm.exists() and wm.exists()):
-        mask = anat.brain_mask(case / 't1w.nii.gz', case / 'brainmask.nii.gz', num_threads=2)
-        anat.segment_tissues(case / 't1w.nii.gz', mask, gm, wm, case / 'csf.nii.gz',
-                             num_threads=2)
-    return gm, wm
+    return segment_t1w(case / 't1w.nii.gz', case)
 
 
 def add_denoised(case: Path) -> Path:
     """``cbf_denoised.nii.gz``: the shipped denoiser on the case's series, as the pipeline runs
-    it (tissue fractions resampled from :func:`add_tissue` onto the ASL grid through the
-    case's transform). Cached."""
+    it (tissue fractions resampled onto the ASL grid through the case's transform). Cached."""
     from aslproc.utils import denoise as dnu
-    from aslproc.utils.registration import resample_to_asl
 
     out = case / 'cbf_denoised.nii.gz'
     if out.exists():
         return out
-    gm, wm = add_tissue(case)
-    pv = [resample_to_asl(f, case / 'cbf.nii.gz', case / 'xfm.mat',
-                          case / f'{f.name[:2]}_asl.nii.gz') for f in (gm, wm)]
+    gm, wm = tissue_fractions(case / 't1w.nii.gz', case / 'cbf.nii.gz', case, case / 'xfm.mat')
     meta = json.loads((case / 'asl.json').read_text())
     dnu.denoise_file(case / 'asl.nii.gz', meta['volume_types'], case / 'm0.nii.gz',
                      case / 'masklr.nii.gz', meta['params'], out, case / 'dm_denoised.nii.gz',
-                     device='cpu', num_threads=1, gm_file=pv[0], wm_file=pv[1])
+                     device='cpu', num_threads=1, gm_file=gm, wm_file=wm)
     return out
 
 
