@@ -220,8 +220,8 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
 
     Returns a dict of arrays with a leading sample axis: ``inputs`` (N, C, H, W), ``noisy``
     (the normalised mean ΔM, N × 1 × H × W), ``noise`` (its true noise), ``to_x``
-    (normalised per ΔM, per sample),
-    ``m0`` (noisy M0 used for CBF), ``cbf_true`` (kinetic target from clean ΔM and M0),
+    (normalised per ΔM, per sample), ``m0`` (noisy M0 used for CBF), ``cbf_true`` (kinetic
+    target from clean ΔM and M0),
     ``mask``, ``sigma`` (estimated noise SD of the input, normalised units) and ``params``
     (one dict per sample).
     """
@@ -230,6 +230,8 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
     pairs, cleandm = subj.pairs[..., pick], subj.cleandm
     if rng.random() < AUGMENT_P:
         pairs, cleandm = augment_contrast(rng, subj, pairs)
+    # drawn for every input set (plain inputs ignore them): the random stream, and so the
+    # shipped model's reproduction from its command, must not depend on the channels
     gm, wm = perturb_fractions(rng, subj)
     inputs, norm = dnu.build_inputs(pairs, subj.m0, subj.mask, subj.params, channels, gm, wm)
     x_true = cleandm * norm['to_x']
