@@ -113,12 +113,14 @@ def tissue_fractions(t1w: Path, asl_ref: Path, out: Path, xfm: Path | None = Non
 
 
 def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True,
-                     tissue: tuple | None = None) -> dict:
-    """Write plain, NLM and one ``desc-<name>`` CBF per entry of ``weights`` (name → file).
+                     tissue: tuple | None = None, refine: bool = True) -> dict:
+    """Write plain, NLM and one ``desc-<name>`` CBF per entry of ``weights`` (name → weight
+    file, or a dict of :func:`aslproc.utils.denoise.denoise_file` options).
 
     ``tissue`` (GM, WM fraction files on the ASL grid, :func:`tissue_fractions`) is passed to
     the denoiser as in the pipeline: models with tissue-model inputs need it, and it turns on
-    the tissue-mean restoration.
+    the tissue-mean restoration and (unless ``refine`` is false) the adaptive tissue
+    regression.
     """
     from aslproc.models import infer
 
@@ -148,12 +150,13 @@ def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True,
     asl = str(perf / 'sub-01_asl.nii.gz')
     for name, wfile in weights.items():
         import time
+        opts = dict(wfile) if isinstance(wfile, dict) else {'weights': wfile}
         t0 = time.perf_counter()
         dnu.denoise_file(asl, types, files['m0'], files['mask'], params,
                          out / f'sub-01_desc-{name}_cbf.nii.gz',
                          deriv / f'{name}_deltam.nii.gz', device='cpu', num_threads=1,
-                         weights=wfile, gm_file=tissue and tissue[0],
-                         wm_file=tissue and tissue[1])
+                         gm_file=tissue and tissue[0], wm_file=tissue and tissue[1],
+                         **{'tissue_refine': refine, **opts})
         timing[name] = time.perf_counter() - t0
     if nlm:
         from skimage.restoration import denoise_nl_means, estimate_sigma

@@ -4,7 +4,8 @@
 
 Writes ``benchmarks/denoise_dro.json`` and ``benchmarks/denoise_dro.md``. Methods: plain
 averaging and the truth-tuned best Gaussian (both from score.py), non-local means
-(scikit-image), the shipped model (``denoised``) and any ``--extra`` weight files.
+(scikit-image), the shipped denoiser with its partial-volume regression (``denoised``), the CNN
+alone (``cnn``) and any ``--extra`` weight files.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
     p.add_argument('--extra', nargs='*', default=[], help='NAME=WEIGHTS extra models')
     p.add_argument('--name', default='denoise_dro', help='output file stem in benchmarks/')
     args = p.parse_args(argv)
-    weights = {'denoised': None, **dict(e.split('=', 1) for e in args.extra)}
+    weights = {'denoised': None, 'cnn': {'weights': None, 'tissue_refine': False},
+               **dict(e.split('=', 1) for e in args.extra)}
     rows, timing = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tissue = tissue_fractions(next((args.case / 'bids').glob('sub-01/anat/*_T1w.nii.gz')),

@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     p.add_argument('--extra', nargs='*', default=[], help='NAME=WEIGHTS extra models')
     p.add_argument('--name', default='denoise_synth', help='output file stem in benchmarks/')
     args = p.parse_args(argv)
-    weights = {'denoised': None, **dict(e.split('=', 1) for e in args.extra)}
+    weights = {'denoised': None, 'cnn': {'weights': None, 'tissue_refine': False},
+               **dict(e.split('=', 1) for e in args.extra)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for cname, kw in CASES.items():

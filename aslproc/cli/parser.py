@@ -101,6 +101,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group('Learned stages')
     g.add_argument('--denoise', action=argparse.BooleanOptionalAction, default=True,
                    help='write desc-denoised_cbf with the shipped CNN denoiser')
+    g.add_argument('--denoise-pv', action=argparse.BooleanOptionalAction, default=True,
+                   help='after the CNN, replace its output by a local partial-volume (GM/WM) '
+                   'fit of the plain average wherever the two agree, with the widest '
+                   'neighbourhood (3-12 mm) that still agrees voxel by voxel; '
+                   '--no-denoise-pv keeps the CNN output alone')
     g.add_argument('--sr', action=argparse.BooleanOptionalAction, default=True,
                    help='write space-T1w_desc-sr_cbf with the per-subject super-resolution')
     g.add_argument('--sr-iters', type=nonneg_int, default=None,
@@ -140,8 +145,9 @@ def parse_args(argv=None) -> Settings:
         participant_label=labels, work_dir=work, nprocs=opts.nprocs,
         omp_nthreads=min(nthreads, opts.nprocs), skip_bids_validation=opts.skip_bids_validation,
         m0_scale=opts.m0_scale, t1_blood=opts.t1_blood, smooth_fwhm=opts.smooth_fwhm,
-        device=opts.device, denoise=opts.denoise, sr=opts.sr, sr_iters=opts.sr_iters,
-        sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline, verbose=opts.verbose,
+        device=opts.device, denoise=opts.denoise, denoise_pv=opts.denoise_pv, sr=opts.sr,
+        sr_iters=opts.sr_iters, sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline,
+        verbose=opts.verbose,
     )
 
 

@@ -28,6 +28,7 @@ class Settings:
     smooth_fwhm: float = 5.0
     device: str = 'auto'
     denoise: bool = True
+    denoise_pv: bool = True
     sr: bool = True
     sr_iters: int | None = None
     sr_levels: int | None = None

@@ -28,6 +28,9 @@ class _DenoiseASLInputSpec(BaseInterfaceInputSpec):
     weights = File(exists=True, desc='denoiser weight file (default: the shipped weights)')
     gm_file = File(exists=True, desc='GM fraction on the ASL grid (restores tissue means)')
     wm_file = File(exists=True, desc='WM fraction on the ASL grid (restores tissue means)')
+    tissue_refine = traits.Bool(True, usedefault=True,
+                                desc='adaptive partial-volume regression after the CNN '
+                                '(needs gm_file and wm_file)')
     device = traits.Str('auto', usedefault=True, nohash=True, desc="'auto', 'cpu' or 'cuda'")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc='CPU threads for torch')
 
@@ -53,7 +56,8 @@ class DenoiseASL(SimpleInterface):
             os.path.join(runtime.cwd, 'cbf_denoised.nii.gz'),
             os.path.join(runtime.cwd, 'deltam_denoised.nii.gz'),
             device=i.device, num_threads=i.num_threads, weights=weights,
-            gm_file=i.gm_file or None, wm_file=i.wm_file or None)
+            gm_file=i.gm_file or None, wm_file=i.wm_file or None,
+            tissue_refine=i.tissue_refine)
         _, info = infer.load_denoiser(weights)
         self._results.update(out_cbf=cbf, out_deltam=dm, model_name=info['name'],
                              model_sha256=info['sha256'])

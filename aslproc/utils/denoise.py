@@ -17,6 +17,10 @@ from it; they need the tissue fractions on the ASL grid. They are not shipped: t
 focal lesions towards the tissue model (see the model card).
 
 The network predicts the noise in ``x``; the denoised ΔM is mapped back with the same factor.
+With the tissue fractions, the CNN's map is then the reference of an adaptive partial-volume
+regression of the plain average (:mod:`aslproc.utils.pvreg`, :func:`refine_with_tissue`):
+the noise-free GM/WM structure wherever it agrees with the network, the network's value
+where the fractions do not explain the perfusion.
 """
 
 from __future__ import annotations
@@ -250,6 +254,25 @@ def restore_tissue_means(cbf_den: np.ndarray, cbf_plain: np.ndarray, gm: np.ndar
     return np.where(mask > 0, cbf_den + fit, cbf_den).astype(np.float32), coef.tolist()
 
 
+def refine_with_tissue(dm_den, pairs, m0, mask, params, gm, wm, zooms, **kw
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive partial-volume regression (:mod:`aslproc.utils.pvreg`) around the CNN output.
+
+    Works in the normalised units of :func:`build_inputs` (CBF-like, so slices with
+    different PLDs are comparable): the windowed GM/WM fits are of the plain mean ΔM, and
+    the CNN's map is the reference that keeps what the tissue fractions do not explain.
+    ``kw`` goes to :func:`aslproc.utils.pvreg.adaptive_tissue_fit`. Returns the refined mean
+    ΔM (units of ``pairs``) and the chosen width index of each voxel.
+    """
+    from aslproc.utils import pvreg
+
+    to_x = kinetic_factor(params, pairs.shape[2]) / (m0_reference(m0, mask) * CBF_SCALE)
+    est, chosen = pvreg.adaptive_tissue_fit(
+        pairs.mean(axis=-1) * to_x, gm, wm, mask, zooms, dm_den * to_x,
+        noise_sd(pairs * to_x[..., None], mask), **kw)
+    return (est / to_x).astype(np.float32), chosen
+
+
 def denoise_file(
     asl_file,
     volume_types,
@@ -263,13 +286,16 @@ def denoise_file(
     weights=None,
     gm_file=None,
     wm_file=None,
+    tissue_refine: bool = True,
 ) -> tuple[str, str]:
     """Write the denoised mean ΔM and the CBF computed from it (masked as the plain map).
 
     ``weights`` is a weight file (default: the shipped one); ``num_threads`` caps torch's
     CPU threads. The CBF uses :func:`aslproc.utils.cbf.cbf_map`, like the plain-average map.
     With ``gm_file`` and ``wm_file`` (tissue fractions on the ASL grid) the tissue means of
-    the plain average are restored (:func:`restore_tissue_means`), and ΔM with them.
+    the plain average are restored in the CNN's map (:func:`restore_tissue_means`), which is
+    then the reference of the adaptive partial-volume regression (:func:`refine_with_tissue`,
+    unless ``tissue_refine`` is false); ΔM is written to match the CBF.
     """
     import torch
 
@@ -293,12 +319,19 @@ def denoise_file(
     )
     dm = np.where(mask > 0, dm, pairs.mean(axis=-1))
     cbf = cbfu.cbf_map(dm, m0, params, mask)
-    if gm_file and wm_file:
+    if gm is not None and wm is not None:
         plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
         cbf, coef = restore_tissue_means(cbf, plain, gm, wm, mask)
         per_unit = cbfu.cbf_map(np.ones_like(dm), m0, params, mask)  # CBF of ΔM = 1
         dm = np.where(per_unit != 0, cbf / np.where(per_unit != 0, per_unit, 1.0), dm)
         logger.info('tissue means restored: GM %+.2f, WM %+.2f, offset %+.2f ml/100 g/min',
                     *coef)
+        if tissue_refine:
+            # the restored map is the reference: an unbiased one agrees with the fits
+            dm, chosen = refine_with_tissue(dm, pairs, m0, mask, params, gm, wm,
+                                            img.header.get_zooms()[:3])
+            cbf = cbfu.cbf_map(dm, m0, params, mask)
+            logger.info('partial-volume regression: voxels per window index %s',
+                        np.bincount(chosen[mask > 0]).tolist())
     logger.info('denoised %d pairs with %s', pairs.shape[-1], info.get('name'))
     return save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)

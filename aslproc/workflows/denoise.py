@@ -16,6 +16,19 @@ def _model_meta(meta: dict, name: str, sha256: str) -> dict:
     return dict(meta, DenoisingModel=name, DenoisingModelSHA256=sha256)
 
 
+def _pv_meta(enabled: bool) -> dict:
+    """Sidecar fields that describe the partial-volume regression after the CNN."""
+    from aslproc.utils import pvreg
+
+    if not enabled:
+        return {'DenoisingPartialVolumeRegression': False}
+    return {'DenoisingPartialVolumeRegression': True,
+            'DenoisingPartialVolumeWidthsMM': list(pvreg.WIDTHS_MM),
+            'DenoisingPartialVolumeNoiseSD': pvreg.GAMMA,
+            'DenoisingPartialVolumeAgreementSD': pvreg.AGREE,
+            'DenoisingPartialVolumeTestWidthMM': pvreg.POOL_MM}
+
+
 def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
                     ) -> LiterateWorkflow:
     """Denoise the mean ΔM with the shipped CNN and write ``desc-denoised_cbf``.
@@ -25,7 +38,7 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     spec : AslSpec
         The run; its ``quant_params`` are used and recorded in the sidecar.
     settings : Settings
-        ``output_dir``, ``device`` and ``omp_nthreads`` are used.
+        ``output_dir``, ``device``, ``omp_nthreads`` and ``denoise_pv`` are used.
     sources : sequence of str
         BIDS URIs of the raw inputs (``Sources`` of the sidecar).
 
@@ -48,10 +61,21 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
         'noise error and the error of the CBF given by the same kinetic model. The network '
         'sees ΔM in CBF-like units for the slice and its two neighbours, and the noise level '
         'estimated from the spread of the pairs. The tissue means of the plain-average CBF, '
-        'which noise does '
-        'not bias, were then restored by regressing the difference between the plain and the '
-        'denoised map on the grey- and white-matter fractions (three coefficients per run).'
+        'which noise does not bias, were '
+        'restored by regressing the difference between the plain and the denoised map on the '
+        'grey- and white-matter fractions (three coefficients per run).'
     )
+    if settings.denoise_pv:
+        wf.__desc__ += (
+            ' This map was then replaced, voxel by voxel, by a local '
+            'partial-volume regression of the plain average on the grey- and white-matter '
+            'fractions (Asllani et al., 2008; Gaussian windows of 3 to 12 mm), taking the '
+            'widest window whose fit, and that of every narrower one, matched the plain '
+            'average within two standard deviations of its noise and the network\'s map '
+            'within three robust standard deviations of their difference over the brain '
+            '(both averaged over 4.5 mm), so that perfusion the fractions do not explain, '
+            'such as a focal deficit, keeps the network\'s value.'
+        )
     inputnode = pe.Node(niu.IdentityInterface(fields=['asl_series', 'm0', 'asl_mask', 'gm',
                                                       'wm']),
                         name='inputnode')
@@ -62,13 +86,14 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
                    params=spec.node_params(),
                    # explicit, so that the node's hash (and nipype's cache) follows the file
                    weights=str(DENOISER_WEIGHTS),
+                   tissue_refine=settings.denoise_pv,
                    device=settings.device, num_threads=settings.omp_nthreads),
         name='denoise', n_procs=settings.omp_nthreads, mem_gb=1)
     ds = sink_node('cbf_denoised', out_dir=settings.output_dir, entities=spec.entities,
                    quant=spec.sidecar(), sources=sources)
     meta = pe.Node(niu.Function(function=_model_meta, input_names=['meta', 'name', 'sha256'],
                                 output_names=['meta']), name='denoise_meta')
-    meta.inputs.meta = dict(ds.inputs.meta)
+    meta.inputs.meta = dict(ds.inputs.meta, **_pv_meta(settings.denoise_pv))
     wf.connect([
         (inputnode, denoise, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
                               ('asl_mask', 'mask_file'), ('gm', 'gm_file'),
