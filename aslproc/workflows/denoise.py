@@ -1,4 +1,5 @@
-"""ΔM denoising workflow: CNN-denoised mean ΔM and the CBF quantified from it."""
+"""ΔM denoising workflow: the CNN (then the partial-volume regression) on the mean ΔM, and
+the CBF quantified from it."""
 
 from __future__ import annotations
 
