@@ -113,14 +113,14 @@ def tissue_fractions(t1w: Path, asl_ref: Path, out: Path, xfm: Path | None = Non
 
 
 def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True,
-                     tissue: tuple | None = None, refine: bool = True) -> dict:
+                     tissue: tuple | None = None) -> dict:
     """Write plain, NLM and one ``desc-<name>`` CBF per entry of ``weights`` (name → weight
     file, or a dict of :func:`aslproc.utils.denoise.denoise_file` options).
 
     ``tissue`` (GM, WM fraction files on the ASL grid, :func:`tissue_fractions`) is passed to
     the denoiser as in the pipeline: models with tissue-model inputs need it, and it turns on
-    the tissue-mean restoration and (unless ``refine`` is false) the adaptive tissue
-    regression.
+    the tissue-mean restoration and the adaptive partial-volume regression (an entry's
+    ``{'tissue_refine': False}`` turns the latter off).
     """
     from aslproc.models import infer
 
@@ -156,15 +156,16 @@ def make_derivatives(case: Path, deriv: Path, weights: dict, nlm: bool = True,
                          out / f'sub-01_desc-{name}_cbf.nii.gz',
                          deriv / f'{name}_deltam.nii.gz', device='cpu', num_threads=1,
                          gm_file=tissue and tissue[0], wm_file=tissue and tissue[1],
-                         **{'tissue_refine': refine, **opts})
+                         **opts)
         timing[name] = time.perf_counter() - t0
     if nlm:
         from skimage.restoration import denoise_nl_means, estimate_sigma
-        dm = pairs.mean(-1) * dnu.kinetic_factor(qp, n_sl) / dnu.m0_reference(m0, mask)
+        to_x = dnu.to_normalised(qp, m0, mask, n_sl)
+        dm = pairs.mean(-1) * to_x
         sigma = float(estimate_sigma(dm))
         den = denoise_nl_means(dm, patch_size=3, patch_distance=5, h=0.8 * sigma,
                                sigma=sigma, fast_mode=True)
-        den = den / dnu.kinetic_factor(qp, n_sl) * dnu.m0_reference(m0, mask)
+        den = den / to_x
         save_like(cbfu.cbf_map(np.float32(den), m0, qp, mask), img,
                   out / 'sub-01_desc-nlm_cbf.nii.gz')
     del infer

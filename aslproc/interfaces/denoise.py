@@ -26,8 +26,10 @@ class _DenoiseASLInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc='brain mask on the ASL grid')
     params = traits.Dict(mandatory=True, desc='kinetics.quantify parameters')
     weights = File(exists=True, desc='denoiser weight file (default: the shipped weights)')
-    gm_file = File(exists=True, desc='GM fraction on the ASL grid (restores tissue means)')
-    wm_file = File(exists=True, desc='WM fraction on the ASL grid (restores tissue means)')
+    gm_file = File(exists=True, desc='GM fraction on the ASL grid (tissue-mean restoration '
+                   'and partial-volume regression)')
+    wm_file = File(exists=True, desc='WM fraction on the ASL grid (tissue-mean restoration '
+                   'and partial-volume regression)')
     tissue_refine = traits.Bool(True, usedefault=True,
                                 desc='adaptive partial-volume regression after the CNN '
                                 '(needs gm_file and wm_file)')

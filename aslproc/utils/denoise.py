@@ -67,6 +67,13 @@ def kinetic_factor(params: dict, n_slices: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(k, dtype=float), (1, 1, n_slices)).copy()
 
 
+def to_normalised(params: dict, m0: np.ndarray, mask: np.ndarray, n_slices: int
+                  ) -> np.ndarray:
+    """Normalised (CBF / :data:`CBF_SCALE`) units per ΔM unit for each slice, (1, 1, Z):
+    the kinetic factor over the brain's robust M0 level (see the module docstring)."""
+    return kinetic_factor(params, n_slices) / (m0_reference(m0, mask) * CBF_SCALE)
+
+
 def m0_reference(m0: np.ndarray, mask: np.ndarray) -> float:
     """Robust M0 level of the brain: the median of M0 inside ``mask`` (positive values).
 
@@ -160,9 +167,8 @@ def build_inputs(
         Z × X × Y, the map the network's noise estimate is subtracted from), ``sigma``
         (noise SD of the mean in normalised units), ``m0_ref``.
     """
-    n_slices = pairs.shape[2]
     m0_ref = m0_reference(m0, mask)
-    to_x = kinetic_factor(params, n_slices) / (m0_ref * CBF_SCALE)  # (1, 1, Z)
+    to_x = to_normalised(params, m0, mask, pairs.shape[2])  # (1, 1, Z)
     x = pairs.mean(axis=-1) * to_x
     sigma = noise_sd(pairs * to_x[..., None], mask)
     if set(channels) & set(TISSUE_CHANNELS):
@@ -266,7 +272,7 @@ def refine_with_tissue(dm_den, pairs, m0, mask, params, gm, wm, zooms, **kw
     """
     from aslproc.utils import pvreg
 
-    to_x = kinetic_factor(params, pairs.shape[2]) / (m0_reference(m0, mask) * CBF_SCALE)
+    to_x = to_normalised(params, m0, mask, pairs.shape[2])
     est, chosen = pvreg.adaptive_tissue_fit(
         pairs.mean(axis=-1) * to_x, gm, wm, mask, zooms, dm_den * to_x,
         noise_sd(pairs * to_x[..., None], mask), **kw)
