@@ -31,6 +31,7 @@ import numpy as np
 
 from aslproc import kinetics
 from aslproc.utils import cbf as cbfu
+from aslproc.utils import pvreg
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def noise_sd(pairs: np.ndarray, mask: np.ndarray) -> float:
     if n >= 2:
         return float(np.sqrt(pairs[keep].var(axis=-1, ddof=1).mean() / n))
     d = np.diff(pairs[..., 0], axis=0)[keep[1:] & keep[:-1]]
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+    return pvreg.robust_sd(d) / np.sqrt(2.0)
 
 
 def tissue_coefficients(x: np.ndarray, gm: np.ndarray, wm: np.ndarray, mask: np.ndarray
@@ -270,8 +271,6 @@ def refine_with_tissue(dm_den, pairs, m0, mask, params, gm, wm, zooms, **kw
     ``kw`` goes to :func:`aslproc.utils.pvreg.adaptive_tissue_fit`. Returns the refined mean
     ΔM (units of ``pairs``) and the chosen width index of each voxel.
     """
-    from aslproc.utils import pvreg
-
     to_x = to_normalised(params, m0, mask, pairs.shape[2])
     est, chosen = pvreg.adaptive_tissue_fit(
         pairs.mean(axis=-1) * to_x, gm, wm, mask, zooms, dm_den * to_x,

@@ -70,7 +70,7 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         'back.'
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask', 'gm',
-                                                              'wm']),
+                                                      'wm']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr']), name='outputnode')
     sr = pe.Node(SuperResolve(levels=levels, iters=-1 if iters is None else int(iters),
