@@ -120,3 +120,14 @@ def test_no_asl_run(tmp_path):
     shutil.rmtree(root / 'sub-01' / 'perf')
     with pytest.raises(AslMetadataError, match='no ASL run found for sub-01'):
         collect_runs(root, 'sub-01')
+
+
+@pytest.mark.parametrize('parent', ['motion', 'perf', 'anat', 'func', 'ses-X', 'sub-99'])
+def test_discovery_ignores_folders_above_the_dataset_root(tmp_path, parent):
+    """pybids parses entities from the absolute path; a parent folder named like a datatype,
+    a session or a subject must not change what is found."""
+    root = make_tiny_bids(tmp_path / parent / 'data', m0='Separate', session='A')
+    (spec,) = collect_runs(root, '01')
+    p = run_paths(root, session='A')
+    assert spec.entities == {'subject': '01', 'session': 'A'}
+    assert spec.t1w_file == p['t1w'] and spec.m0_file == p['m0']

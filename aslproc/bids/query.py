@@ -55,14 +55,37 @@ def select_participants(bids_dir, requested=None) -> list[str]:
     return wanted
 
 
+def root_anchored_config(root) -> dict:
+    """pybids' BIDS configuration with every entity pattern matched below ``root`` only.
+
+    pybids searches its entity patterns in the *absolute* path, so a dataset stored under a
+    folder called ``motion``, ``perf``, ``ses-X`` or ``sub-99`` had that folder parsed as
+    the datatype, session or subject of every file (and lost its T1w). Anchoring each
+    pattern at the dataset root makes discovery depend only on paths relative to it.
+    """
+    import json
+    import re
+
+    import bids.layout
+
+    config = json.loads((Path(bids.layout.__file__).parent / 'config' / 'bids.json').read_text())
+    prefix = '^' + re.escape(str(Path(root).absolute())) + '(?=[/\\\\]).*?'
+    for entity in config['entities']:
+        if entity.get('pattern'):
+            entity['pattern'] = prefix + entity['pattern']
+    return config
+
+
 def make_layout(bids_dir):
     """A pybids ``BIDSLayout`` of the raw dataset (no validation, no derivatives).
 
-    Build it once and pass it to :func:`collect_runs` for each participant.
+    Build it once and pass it to :func:`collect_runs` for each participant. Entities are
+    parsed from paths relative to ``bids_dir`` (see :func:`root_anchored_config`).
     """
     from bids import BIDSLayout
 
-    return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+    return BIDSLayout(str(bids_dir), validate=False, derivatives=False,
+                      config=[root_anchored_config(bids_dir)])
 
 
 def _entities(bids_file) -> dict:
