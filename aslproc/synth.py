@@ -66,11 +66,15 @@ class SynthConfig:
     n_pairs: int = 10
     snr: float = 100.0
     motion_mm: float = 0.0
+    jitter_mm: float = 0.0
+    drift_mm: float = 0.0
+    jerks: int = 0
     pose: bool | float = True
     asl_voxel: float | tuple | None = None
     asl_matrix: tuple | None = None
     t1w_voxel: float = 2.0
     bs_pulses: int = 0
+    bs_residual: float = BS_RESIDUAL
     readout: str = '3D'
     pld: float = 1.8
     tau: float = 1.8
@@ -78,6 +82,7 @@ class SynthConfig:
     field_strength: float = 3.0
     noise: str = 'rician'
     lesions: tuple = (1, 3)
+    still_twin: bool = False
     seed: int = 0
     m0_tr: float = 6.0
     att_range: tuple | None = None
@@ -102,6 +107,10 @@ class SynthConfig:
             raise ValueError('subjects and n_pairs must be >= 1 and snr > 0')
         if self.m0_type == 'Absent' and self.bs_pulses:
             raise ValueError('M0Type Absent needs control images without background suppression')
+        if min(self.motion_mm, self.jitter_mm, self.drift_mm, self.jerks) < 0:
+            raise ValueError('motion_mm, jitter_mm, drift_mm and jerks must be >= 0')
+        if not 0 < self.bs_residual <= 1:
+            raise ValueError('bs_residual must be in (0, 1]')
 
     @property
     def pose_mm(self) -> float:
@@ -207,6 +216,40 @@ class _Imager:
         return np.clip(np.rint(z), 0, self.shape[2] - 1).astype(int)
 
 
+def scanner_motion(rng: np.random.Generator, n_volumes: int, config: SynthConfig
+                   ) -> np.ndarray:
+    """Motion as scanners see it, on top of the slow random walk: (n_volumes, 6) rigid
+    parameters (mm and degrees), zero when all three options are 0 (nothing is drawn then,
+    so the random stream of older configurations is unchanged).
+
+    - ``jitter_mm``: independent per-volume jitter, normal with that SD on each axis;
+    - ``drift_mm``: a linear drift reaching that size (RMS over the six parameters, random
+      direction) at the last volume;
+    - ``jerks``: that many sudden steps at random volumes (after the first), each of 0.5-2
+      mm/degrees (RMS) in a random direction, kept for the rest of the series.
+
+    >>> c = SynthConfig(jitter_mm=0.3, drift_mm=1.0, jerks=2)
+    >>> m = scanner_motion(np.random.default_rng(0), 25, c)
+    >>> m.shape, bool(np.abs(m).max() > 0)
+    ((25, 6), True)
+    >>> float(np.abs(scanner_motion(np.random.default_rng(0), 25, SynthConfig())).max())
+    0.0
+    """
+    motion = np.zeros((n_volumes, 6))
+    if config.jitter_mm:
+        motion += rng.normal(0, config.jitter_mm, (n_volumes, 6))
+    if config.drift_mm:
+        direction = rng.normal(size=6)
+        ramp = np.linspace(0, 1, n_volumes)[:, None]
+        motion += ramp * config.drift_mm * direction / np.linalg.norm(direction) * np.sqrt(6)
+    for _ in range(config.jerks):
+        start = int(rng.integers(1, max(n_volumes, 2)))
+        direction = rng.normal(size=6)
+        size = rng.uniform(0.5, 2.0)
+        motion[start:] += size * direction / np.linalg.norm(direction) * np.sqrt(6)
+    return motion
+
+
 def simulate_subject(rng: np.random.Generator, config: SynthConfig,
                      subject: str = '01') -> SubjectSim:
     """Simulate one subject from its random stream ``rng``, fully in memory.
@@ -223,6 +266,7 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     types = ['m0scan'] * (config.m0_type == 'Included') + ['control', 'label'] * config.n_pairs
     steps = rng.normal(0, config.motion_mm / np.sqrt(len(types)), (len(types), 6))
     motion = np.cumsum(np.concatenate([np.zeros((1, 6)), steps[1:]]), 0)
+    motion = motion + scanner_motion(rng, len(types), config)
     md = _sidecar(config, imager.shape[2])
     tr, st = md['RepetitionTimePreparation'], md.get('SliceTiming')
     params = dict(label_type=config.label, pld=config.pld, tau=config.tau, ti1=config.ti1,
@@ -236,7 +280,7 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     m0 = maps['m0']
     dm = np.float32(kinetics.forward(maps['cbf'], m0, dict(params, pld=pld_fine), maps['att']))
     ctrl = m0 * phantom.recovery(anat, tr, config.field_strength)
-    ctrl = ctrl * (BS_RESIDUAL if config.bs_pulses else 1.0)
+    ctrl = ctrl * (config.bs_residual if config.bs_pulses else 1.0)
     m0_vol = m0 * phantom.recovery(anat, config.m0_tr, config.field_strength)
     truth = {k: imager.sample(k, v, head0) for k, v in
              (('cbf', maps['cbf']), ('att', maps['att']), ('cleandm', dm), ('cleanm0', m0))}
@@ -248,7 +292,7 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     sigma = float(truth['cleanm0'][truth['seg'] > 0].mean() / config.snr)
     asl = np.empty(imager.shape + (len(types),), np.float32)
     for t, kind in enumerate(types):
-        head = imager.head(motion[t]) @ head0
+        head = head0 if config.still_twin else imager.head(motion[t]) @ head0
         clean = imager.sample(*(('m0_vol', m0_vol) if kind == 'm0scan' else ('ctrl', ctrl)), head)
         if kind == 'label':
             clean = clean - imager.sample('dm', dm, head)
@@ -342,6 +386,13 @@ def write_dataset(out_dir, config: SynthConfig) -> Path:
     return out
 
 
+def _flag(text: str) -> bool:
+    """Boolean option value: 1/true/yes or 0/false/no."""
+    if text.lower() not in ('1', 'true', 'yes', '0', 'false', 'no'):
+        raise argparse.ArgumentTypeError(f'expected true or false, not {text!r}')
+    return text.lower() in ('1', 'true', 'yes')
+
+
 #: Command-line options: flag, SynthConfig field, type, help; choices and nargs below.
 _CLI = [
     ('--subjects', 'subjects', int, 'number of subjects'),
@@ -351,11 +402,16 @@ _CLI = [
     ('--snr', 'snr', float, 'mean brain M0 over the noise SD, per volume'),
     ('--noise', 'noise', str.lower, 'magnitude of complex noise (Rician) or real Gaussian'),
     ('--motion', 'motion_mm', float, 'rigid random walk over the volumes, mm and deg (0: none)'),
+    ('--jitter', 'jitter_mm', float, 'independent per-volume jitter SD, mm and deg (0: none)'),
+    ('--drift', 'drift_mm', float, 'linear drift reached at the last volume, mm and deg'),
+    ('--jerks', 'jerks', int, 'sudden persistent steps of 0.5-2 mm/deg at random volumes'),
     ('--pose', 'pose', float, 'ASL head pose vs the T1w: uniform in +-POSE mm and deg (0: none)'),
     ('--asl-voxel', 'asl_voxel', float, 'ASL voxel, mm, 1 or 3 values (default 4 or FOV/matrix)'),
     ('--matrix', 'asl_matrix', int, 'ASL matrix (default: covers the head)'),
     ('--t1w-voxel', 't1w_voxel', float, 'T1w (and high-resolution truth) voxel size, mm'),
     ('--bs-pulses', 'bs_pulses', int, 'background-suppression pulses (0: none)'),
+    ('--bs-residual', 'bs_residual', float, 'static control signal left by background '
+     'suppression, fraction of the unsuppressed control'),
     ('--readout', 'readout', str.upper, '3D, or 2D multi-slice (PLD + SliceTiming per slice)'),
     ('--pld', 'pld', float, 'post-labeling delay (PCASL) or inversion time TI (PASL), s'),
     ('--tau', 'tau', float, 'PCASL labeling duration, s'),
@@ -363,6 +419,8 @@ _CLI = [
     ('--m0-tr', 'm0_tr', float, 'RepetitionTimePreparation of the M0 scan, s'),
     ('--field-strength', 'field_strength', float, 'magnetic field strength, T'),
     ('--lesions', 'lesions', int, 'focal CBF lesions per subject: N, or MIN MAX'),
+    ('--still-twin', 'still_twin', _flag, 'draw the motion but image every volume at the '
+     'reference position: the motion-free twin, same noise'),
     ('--seed', 'seed', int, 'random seed (subject i uses the seed sequence [seed, i])'),
 ]
 _NARGS = {'asl_voxel': '+', 'asl_matrix': 3, 'lesions': '+'}
