@@ -95,3 +95,31 @@ def test_slice_timing_length(tmp_path):
                                                 'SliceTiming': [0.0, 0.05, 0.1]})
     with pytest.raises(AslMetadataError, match='SliceTiming has 3 entries.*4 slices'):
         check_asl_data(spec_of(root))
+
+
+def _truncate(path, keep=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+@pytest.mark.parametrize(('key', 'what'), [('asl', 'ASL'), ('m0', 'M0'), ('t1w', 'T1w')])
+def test_truncated_image_is_named(tmp_path, key, what):
+    """A gzip cut short in a copy: a one-line error naming the file, before any work."""
+    root = make_tiny_bids(tmp_path, m0='Separate')
+    p = run_paths(root)
+    spec = spec_of(root)
+    _truncate(p[key])
+    with pytest.raises(AslMetadataError, match=re.escape(str(p[key])) + f': cannot read the '
+                       f'{what} image.*(ends early|corrupt)'):
+        check_asl_data(spec)
+
+
+def test_corrupt_compressed_data_is_named(tmp_path):
+    root = make_tiny_bids(tmp_path)
+    p = run_paths(root)
+    spec = spec_of(root)
+    raw = bytearray(p['asl'].read_bytes())
+    raw[len(raw) // 2:len(raw) // 2 + 64] = bytes(64)  # zeroed block inside the deflate stream
+    p['asl'].write_bytes(bytes(raw))
+    with pytest.raises(AslMetadataError, match=re.escape(str(p['asl'])) + ': cannot read'):
+        check_asl_data(spec)

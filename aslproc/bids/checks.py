@@ -8,7 +8,9 @@ a broken input fails before any workflow runs, with the file named.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 
 import nibabel as nb
 import numpy as np
@@ -19,11 +21,62 @@ from aslproc.kinetics import AslMetadataError
 logger = logging.getLogger(__name__)
 
 
+#: What reading a damaged image raises: a gzip cut short (EOFError), corrupt compressed data
+#: (zlib.error, gzip.BadGzipFile is an OSError), fewer bytes than the header promises
+#: (ValueError from numpy or nibabel), an unreadable header (ImageFileError).
+_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, nb.filebasedimages.ImageFileError)
+
+
+def _describe(err: Exception) -> str:
+    """What is wrong with a file, in words, from the error reading it raised."""
+    if isinstance(err, EOFError) or 'ended before' in str(err) or 'end-of-stream' in str(err):
+        return 'the file ends early (truncated, e.g. a copy cut short)'
+    if isinstance(err, zlib.error) or 'gzip' in str(err).lower() or 'CRC' in str(err):
+        return f'the compressed data are corrupt ({err})'
+    return str(err) or type(err).__name__
+
+
+def gzip_problem(path) -> str | None:
+    """What is wrong with a ``.gz`` file's compressed stream, read to its end (a truncated
+    copy, corrupt data, a failed CRC check), or None when it is whole or not gzipped.
+
+    Reading the stream to its end is what verifies the CRC: nibabel stops at the last voxel.
+    """
+    if not str(path).endswith('.gz'):
+        return None
+    try:
+        with gzip.open(path, 'rb') as fobj:
+            while fobj.read(1 << 22):
+                pass
+    except _READ_ERRORS as err:
+        return _describe(err)
+    return None
+
+
 def _load(path, what: str):
+    """The image header, or a one-line error naming the file when it cannot be opened or its
+    compressed stream is damaged."""
+    problem = gzip_problem(path)
+    if problem:
+        raise AslMetadataError(f'{path}: cannot read the {what} image: {problem}')
     try:
         return nb.load(str(path))
-    except (OSError, nb.filebasedimages.ImageFileError) as err:
-        raise AslMetadataError(f'{path}: cannot read the {what} image ({err})') from err
+    except _READ_ERRORS as err:
+        raise AslMetadataError(f'{path}: cannot read the {what} image: {_describe(err)}'
+                               ) from err
+
+
+def read_all(img, path, what: str) -> None:
+    """Read every voxel once (with :func:`count_nonfinite`), so that a truncated or corrupt
+    file fails here, before any work starts, with the file named and no traceback."""
+    try:
+        bad = count_nonfinite(img)
+    except _READ_ERRORS as err:
+        raise AslMetadataError(f'{path}: cannot read the {what} image data: {_describe(err)}'
+                               ) from err
+    if bad:
+        raise AslMetadataError(f'{path}: the {what} image has {bad} NaN or infinite voxel(s) '
+                               f'out of {int(np.prod(img.shape))}; replace them (e.g. with 0)')
 
 
 def count_nonfinite(img, max_bytes: int = 1 << 30) -> int:
@@ -74,13 +127,6 @@ def same_grid(img_a, img_b) -> bool:
                                                               atol=1e-4)
 
 
-def _check_finite(img, path, what: str) -> None:
-    bad = count_nonfinite(img)
-    if bad:
-        raise AslMetadataError(f'{path}: the {what} image has {bad} NaN or infinite voxel(s) '
-                               f'out of {int(np.prod(img.shape))}; replace them (e.g. with 0)')
-
-
 def _check_m0(spec: AslSpec, asl_img) -> None:
     m0_img = _load(spec.m0_file, 'M0')
     if m0_img.ndim not in (3, 4):
@@ -95,13 +141,15 @@ def _check_m0(spec: AslSpec, asl_img) -> None:
                 'the M0 cannot be resampled onto the ASL grid')
         logger.info('%s: M0 grid differs from the ASL grid; it will be resampled through the '
                     'scanner affines', spec.m0_file)
-    _check_finite(m0_img, spec.m0_file, 'M0')
+    read_all(m0_img, spec.m0_file, 'M0')
 
 
 def check_asl_data(spec: AslSpec) -> None:
     """Check that the images of one run agree with its metadata.
 
-    Raises :class:`AslMetadataError`, naming the file, when the ASL series is not 4D,
+    Every input image (ASL, M0, T1w) is read whole, so a truncated or corrupt file is
+    reported here. Raises :class:`AslMetadataError`, naming the file, when an image cannot
+    be read, the ASL series is not 4D,
     its volume count differs from the aslcontext, a 2D readout's SliceTiming does not
     match the number of slices, any voxel is NaN or infinite, or a separate M0 is not
     3D/4D or sits on another grid with no usable affine.
@@ -116,7 +164,9 @@ def check_asl_data(spec: AslSpec) -> None:
                                f'{spec.asl_file} has {n_vols} (BIDS: one aslcontext row per '
                                'volume)')
     spec.pld_map(img.shape[2])
-    _check_finite(img, spec.asl_file, 'ASL')
+    read_all(img, spec.asl_file, 'ASL')
     if spec.m0_type == 'Separate':
         _check_m0(spec, img)
+    t1w = _load(spec.t1w_file, 'T1w')
+    read_all(t1w, spec.t1w_file, 'T1w')
     logger.debug('%s: images agree with the metadata', spec.asl_file)
