@@ -187,3 +187,20 @@ def test_unknown_volume_type_is_an_error():
 def test_volume_count_mismatch_is_an_error(phantom):
     with pytest.raises(ValueError, match='one volume per type'):
         correct_motion(phantom['data'], phantom['affine'], TYPES[:-1])
+
+
+@pytest.mark.parametrize('types', [['m0scan', 'deltam'], ['deltam', 'deltam', 'm0scan'],
+                                   ['cbf', 'm0scan']])
+def test_perfusion_and_m0_volumes_are_not_registered_to_each_other(phantom, types):
+    """A GE-style series (ΔM volumes and an M0): two contrasts, not a motion series. The M0
+    moved by 1 mm / 1° must stay untouched, with zero motion reported for it."""
+    data = phantom['data'][..., [0] + [1] * (len(types) - 1)].copy()
+    data = data[..., [types.index('m0scan')] + [i for i in range(len(types))
+                                                if types[i] != 'm0scan']]
+    order = ['m0scan'] + [t for t in types if t != 'm0scan']
+    out, params, _ = correct_motion(data, phantom['affine'], order, num_threads=1)
+    assert np.array_equal(out[..., 0], data[..., 0])
+    assert np.abs(params[0]).max() == 0.0
+    if order.count('deltam') == 1 or 'cbf' in order:
+        assert np.array_equal(out, data)
+        assert np.abs(params).max() == 0.0

@@ -3,9 +3,11 @@
 ASL volumes differ in contrast by type (an M0 scan is bright and T1-weighted differently from
 control/label images, ΔM and CBF volumes are noisy perfusion maps), so a single template fits
 none of them well. Each *type group* is therefore aligned to its own mean (rigid, mean
-squares), with one refinement pass against the re-averaged, sharper mean; then each group mean
-is aligned to the control/label mean (mutual information) and the two transforms are composed,
-so every volume ends in the space of the control/label reference.
+squares), with one refinement pass against the re-averaged, sharper mean; then the M0 mean (and any other group's) is aligned to the control/label mean
+(mutual information) and the two transforms are composed, so every volume ends in the space of
+the control/label reference. Without control/label volumes (a GE-style ΔM + M0 series, or a
+CBF series) the groups are two unrelated contrasts, not a motion series: they are not
+registered to each other, and a group of one volume is left as it is.
 
 ΔM is ~1 % of the control signal, so a resampling blur or a noise-driven sub-voxel shift of one
 volume of a pair leaves edge residues comparable to the perfusion signal. Volumes are resampled
@@ -232,6 +234,10 @@ def _estimate(images, groups, workdir):
     ref_group = next(iter(groups))
     for g, idx in groups.items():
         if g == ref_group:
+            continue
+        if ref_group != 'asl':
+            logger.info('Motion correction: %s and %s volumes are different contrasts, not '
+                        'registered to each other', ref_group, g)
             continue
         xfm = linear_register(
             means[ref_group], means[g], os.path.join(workdir, f'{g}_to_ref_'), **_BETWEEN_GROUPS
