@@ -95,6 +95,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument('--t1-blood', type=positive, default=None,
                    help='T1 of arterial blood in s (default from MagneticFieldStrength: '
                    '1.65 s at 3 T, 1.35 s at 1.5 T)')
+    g.add_argument('--motion-compensation', action=argparse.BooleanOptionalAction, default=True,
+                   help='after realignment, regress each voxel\'s control/label series on its '
+                   'own displacement and remove the motion residue where it is significant '
+                   '(p < 0.01) before subtraction; off: subtract the realigned volumes as they '
+                   'are. A series in which nothing moved is never changed')
     g.add_argument('--smooth-fwhm', type=nonneg, default=5.0,
                    help='FWHM in mm of the Gaussian kernel of the smoothed CBF (0: none)')
 
@@ -145,6 +150,7 @@ def parse_args(argv=None) -> Settings:
         participant_label=labels, work_dir=work, nprocs=opts.nprocs,
         omp_nthreads=min(nthreads, opts.nprocs), skip_bids_validation=opts.skip_bids_validation,
         m0_scale=opts.m0_scale, t1_blood=opts.t1_blood, smooth_fwhm=opts.smooth_fwhm,
+        motion_compensation=opts.motion_compensation,
         device=opts.device, denoise=opts.denoise, denoise_pv=opts.denoise_pv, sr=opts.sr,
         sr_iters=opts.sr_iters, sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline,
         verbose=opts.verbose,

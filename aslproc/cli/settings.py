@@ -26,6 +26,7 @@ class Settings:
     m0_scale: float = 1.0
     t1_blood: float | None = None
     smooth_fwhm: float = 5.0
+    motion_compensation: bool = True
     device: str = 'auto'
     denoise: bool = True
     denoise_pv: bool = True

@@ -24,6 +24,8 @@ class _MotionCorrectionInputSpec(BaseInterfaceInputSpec):
         traits.Str, mandatory=True, desc='aslcontext volume_type of each volume of in_file'
     )
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc='ITK threads for ANTs')
+    compensate = traits.Bool(True, usedefault=True,
+                             desc='remove the displacement-linked residue (motion_residue)')
 
 
 class _MotionCorrectionOutputSpec(TraitedSpec):
@@ -36,7 +38,8 @@ class _MotionCorrectionOutputSpec(TraitedSpec):
 
 
 class MotionCorrection(SimpleInterface):
-    """Rigid realignment of an ASL series by volume-type group, with motion confounds."""
+    """Rigid realignment of an ASL series by volume-type group, motion-compensated
+    subtraction residue removal, and motion confounds."""
 
     input_spec = _MotionCorrectionInputSpec
     output_spec = _MotionCorrectionOutputSpec
@@ -50,6 +53,7 @@ class MotionCorrection(SimpleInterface):
             os.path.join(runtime.cwd, 'asl_reference.nii.gz'),
             os.path.join(runtime.cwd, 'm0_reference.nii.gz'),
             num_threads=self.inputs.num_threads,
+            compensate=self.inputs.compensate,
         )
         self._results.update(out_file=out_file, out_confounds=confounds, out_reference=reference)
         if m0ref is not None:

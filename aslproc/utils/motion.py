@@ -31,6 +31,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from aslproc.utils.motion_residue import compensate_motion_residue
 from aslproc.utils.registration import (
     ants_affine,
     ants_threads,
@@ -269,8 +270,10 @@ def correct_motion_file(
     out_m0ref: str | os.PathLike | None = None,
     *,
     num_threads: int | None = None,
+    compensate: bool = True,
 ) -> tuple[str, str, str, str | None]:
-    """File layer of :func:`correct_motion`.
+    """File layer of :func:`correct_motion`, followed (``compensate``) by the
+    motion-compensated subtraction of :mod:`aslproc.utils.motion_residue`.
 
     Writes the corrected series (input header and affine), the confounds TSV, the mean
     control/label reference and, when ``out_m0ref`` is given and the series has m0scan
@@ -281,6 +284,11 @@ def correct_motion_file(
     corrected, params, reference = correct_motion(
         data, img.affine, volume_types, num_threads=num_threads
     )
+    moved = bool(np.any(np.abs(corrected - data) > 0))
+    if compensate and moved:
+        head = reference > 0.05 * np.percentile(reference, 99)
+        corrected, _ = compensate_motion_residue(corrected, img.affine, volume_types, params,
+                                                 head)
     header = img.header.copy()
     header.set_data_dtype(np.float32)
     nib.Nifti1Image(corrected, img.affine, header).to_filename(os.fspath(out_file))

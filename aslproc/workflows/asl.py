@@ -64,7 +64,12 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         f'Head motion of the {len(spec.volume_types)}-volume ASL series was estimated by '
         'rigid registration of every volume to the mean of its volume type (ANTs), and '
         'framewise displacement was computed from the parameters (Power et al., 2012). '
-        f'The M0 was taken as M0Type "{spec.m0_type}" prescribes. {ref_kind.capitalize()} '
+        + ('Where the realigned control/label series of a voxel still varied with that '
+           "voxel's own displacement (F-test of a voxelwise regression on the three "
+           'displacement components, p < 0.01), the fitted motion term was removed before '
+           'subtraction (motion-compensated subtraction). ' if settings.motion_compensation
+           else '')
+        + f'The M0 was taken as M0Type "{spec.m0_type}" prescribes. {ref_kind.capitalize()} '
         'was registered rigidly to the T1w image (mutual information), and the T1w brain '
         'mask and tissue maps were carried to the ASL grid through that transform.'
     )
@@ -76,7 +81,8 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
                 'cbf_sr']), name='outputnode')
     vtypes = list(spec.volume_types)
     hmc = pe.Node(MotionCorrection(in_file=str(spec.asl_file), volume_types=vtypes,
-                                   num_threads=omp_nthreads),
+                                   num_threads=omp_nthreads,
+                                   compensate=settings.motion_compensation),
                   name='hmc', n_procs=omp_nthreads, mem_gb=1)
     m0 = pe.Node(ComputeM0(volume_types=vtypes, m0=m0_params(spec)), name='m0')
     if spec.m0_file:
