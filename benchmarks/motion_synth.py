@@ -123,7 +123,9 @@ def table(rows: list, meta: dict) -> str:
                   key=lambda k: (k[0], k[1], k[2]))
     for key in keys:
         sel = [r for r in rows if (r['background'], r['motion'], r['pairs']) == key]
-        mean = lambda f: np.mean([f(r) for r in sel])  # noqa: E731
+        def mean(f, sel=sel):
+            return np.mean([f(r) for r in sel])
+
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {mean(lambda r: r['twin']['psnr']):.2f} | "
             f"{mean(lambda r: r['none']['vs_twin_db']):+.2f} | "

@@ -3,11 +3,12 @@
 ASL volumes differ in contrast by type (an M0 scan is bright and T1-weighted differently from
 control/label images, ΔM and CBF volumes are noisy perfusion maps), so a single template fits
 none of them well. Each *type group* is therefore aligned to its own mean (rigid, mean
-squares), with one refinement pass against the re-averaged, sharper mean; then the M0 mean (and any other group's) is aligned to the control/label mean
-(mutual information) and the two transforms are composed, so every volume ends in the space of
-the control/label reference. Without control/label volumes (a GE-style ΔM + M0 series, or a
-CBF series) the groups are two unrelated contrasts, not a motion series: they are not
-registered to each other, and a group of one volume is left as it is.
+squares), with one refinement pass against the re-averaged, sharper mean; then the M0 mean (and
+any other group's) is aligned to the control/label mean (mutual information) and the two
+transforms are composed, so every volume ends in the space of the control/label reference.
+Without control/label volumes (a GE-style ΔM + M0 series, or a CBF series) the groups are two
+unrelated contrasts, not a motion series: they are not registered to each other, and a group of
+one volume is left as it is.
 
 ΔM is ~1 % of the control signal, so a resampling blur or a noise-driven sub-voxel shift of one
 volume of a pair leaves edge residues comparable to the perfusion signal. Volumes are resampled
