@@ -20,7 +20,9 @@ def bids(tmp_path):
 def test_minimal_call(bids, tmp_path):
     s = parse_args([str(bids), str(tmp_path / 'out'), 'participant'])
     assert s.analysis_level == 'participant'
-    assert s.smooth_fwhm == 5.0 and s.device == 'auto' and s.denoise and s.denoise_pv and s.sr
+    assert s.smooth_fwhm == 5.0 and s.device == 'auto' and s.denoise and s.sr
+    # tissue-class models are opt-in; motion-compensated subtraction is on
+    assert not s.denoise_pv and not s.pvc and s.motion_compensation
     assert s.participant_label == ()
     assert s.omp_nthreads <= s.nprocs
 
@@ -36,8 +38,9 @@ def test_options(bids, tmp_path):
                       ).sr_iters == 0
     assert s.participant_label == ('01', '02')
     assert not s.denoise and not s.sr
-    assert not parse_args([str(bids), str(tmp_path / 'o'), 'participant', '--no-denoise-pv']
-                          ).denoise_pv
+    opted = parse_args([str(bids), str(tmp_path / 'o'), 'participant', '--denoise-pv', '--pvc',
+                        '--no-motion-compensation'])
+    assert opted.denoise_pv and opted.pvc and not opted.motion_compensation
     assert (s.m0_scale, s.smooth_fwhm, s.nprocs, s.omp_nthreads) == (10.0, 0.0, 4, 2)
     assert s.work_dir == tmp_path / 'w' and s.verbose == 2 and s.t1_blood == 1.5
     assert json.loads(s.dumps())['participant_label'] == ['01', '02']

@@ -59,20 +59,19 @@ def test_denoise_workflow_builds(tmp_path, tiny_bids):
     # the weight file is an explicit (hashed) input: a new model invalidates nipype's cache
     assert node.inputs.weights == str(infer.DEFAULT_WEIGHTS.resolve())
     assert not node.inputs.trait('weights').nohash
-    # the partial-volume regression is on by default, named in the boilerplate and sidecar
-    assert node.inputs.tissue_refine and 'partial-volume regression' in wf.visit_desc()
-    meta = wf.get_node('denoise_meta').inputs.meta
-    assert meta['DenoisingPartialVolumeRegression'] is True
-    assert meta['DenoisingPartialVolumeWidthsMM'][-1] == 12.0
+    # no tissue-class model inside the default map: the regression is opt-in
+    assert not node.inputs.tissue_refine and 'partial-volume regression' not in wf.visit_desc()
+    assert wf.get_node('denoise_meta').inputs.meta['DenoisingPartialVolumeRegression'] is False
 
 
-def test_denoise_workflow_without_pv_regression(tmp_path, tiny_bids):
+def test_denoise_workflow_with_opt_in_pv_regression(tmp_path, tiny_bids):
     spec = query.collect_runs(tiny_bids, '01')[0]
     settings = Settings(bids_dir=tiny_bids, output_dir=tmp_path / 'out',
                         analysis_level='participant', work_dir=tmp_path / 'work',
-                        denoise_pv=False)
+                        denoise_pv=True)
     wf = init_denoise_wf(spec=spec, settings=settings)
-    assert not wf.get_node('denoise').inputs.tissue_refine
-    assert 'partial-volume regression' not in wf.visit_desc()
+    assert wf.get_node('denoise').inputs.tissue_refine
+    assert 'partial-volume regression' in wf.visit_desc()
     meta = wf.get_node('denoise_meta').inputs.meta
-    assert meta['DenoisingPartialVolumeRegression'] is False
+    assert meta['DenoisingPartialVolumeRegression'] is True
+    assert meta['DenoisingPartialVolumeWidthsMM'][-1] == 12.0

@@ -27,3 +27,22 @@ def test_subject_workflow_builds(tmp_path, label, m0, denoise, sr):
     assert ('ds_cbf_sr' in names) == sr
     text = wf.visit_desc()
     assert m0 in text and ('pulsed' if label == 'PASL' else 'pseudo-continuous') in text
+
+
+@pytest.mark.parametrize('pvc,compensate', [(True, False), (False, True)])
+def test_pvc_and_motion_compensation_are_wired_as_asked(tmp_path, pvc, compensate):
+    bids = make_dataset(tmp_path / 'ds', n_pairs=2)
+    runs = query.collect_runs(bids, '01')
+    settings = Settings(bids_dir=bids, output_dir=tmp_path / 'out', analysis_level='participant',
+                        work_dir=tmp_path / 'work', denoise=False, sr=False, pvc=pvc,
+                        motion_compensation=compensate)
+    wf = init_single_subject_wf(subject='01', runs=runs, settings=settings)
+    graph = generate_expanded_graph(wf._create_flat_graph())
+    nodes = {n.name: n for n in graph.nodes()}
+    assert ({'pvc', 'ds_cbf_pvc_gm', 'ds_cbf_pvc_wm'} <= set(nodes)) == pvc
+    if pvc:
+        meta = nodes['ds_cbf_pvc_gm'].inputs.meta
+        assert meta['PartialVolumeCorrection'].startswith('linear regression')
+        assert 'Partial-volume corrected' in wf.visit_desc()
+    assert nodes['hmc'].inputs.compensate == compensate
+    assert ('motion-compensated subtraction' in wf.visit_desc()) == compensate

@@ -100,17 +100,22 @@ def _build_parser() -> argparse.ArgumentParser:
                    'own displacement and remove the motion residue where it is significant '
                    '(p < 0.01) before subtraction; off: subtract the realigned volumes as they '
                    'are. A series in which nothing moved is never changed')
+    g.add_argument('--pvc', action='store_true',
+                   help='also write partial-volume corrected GM and WM CBF (desc-pvcGM_cbf, '
+                   'desc-pvcWM_cbf): local linear regression of the plain CBF on the GM/WM '
+                   'fractions (Asllani et al. 2008), as BASIL and ExploreASL offer. A tissue-'
+                   'class model: a focal lesion is spread over the kernel (see the README)')
     g.add_argument('--smooth-fwhm', type=nonneg, default=5.0,
                    help='FWHM in mm of the Gaussian kernel of the smoothed CBF (0: none)')
 
     g = parser.add_argument_group('Learned stages')
     g.add_argument('--denoise', action=argparse.BooleanOptionalAction, default=True,
                    help='write desc-denoised_cbf with the shipped CNN denoiser')
-    g.add_argument('--denoise-pv', action=argparse.BooleanOptionalAction, default=True,
-                   help='after the CNN, replace its output by a local partial-volume (GM/WM) '
-                   'fit of the plain average wherever the two agree, with the widest '
-                   'neighbourhood (3-12 mm) that still agrees voxel by voxel; '
-                   '--no-denoise-pv keeps the CNN output alone')
+    g.add_argument('--denoise-pv', action=argparse.BooleanOptionalAction, default=False,
+                   help='opt-in tissue model inside desc-denoised: after the CNN, replace its '
+                   'output by a local partial-volume (GM/WM) fit of the plain average wherever '
+                   'the two agree (3-12 mm windows). Better on flat-tissue phantoms, but it '
+                   'fills in part of a focal deficit; off by default')
     g.add_argument('--sr', action=argparse.BooleanOptionalAction, default=True,
                    help='write space-T1w_desc-sr_cbf with the per-subject super-resolution')
     g.add_argument('--sr-iters', type=nonneg_int, default=None,
@@ -150,7 +155,7 @@ def parse_args(argv=None) -> Settings:
         participant_label=labels, work_dir=work, nprocs=opts.nprocs,
         omp_nthreads=min(nthreads, opts.nprocs), skip_bids_validation=opts.skip_bids_validation,
         m0_scale=opts.m0_scale, t1_blood=opts.t1_blood, smooth_fwhm=opts.smooth_fwhm,
-        motion_compensation=opts.motion_compensation,
+        motion_compensation=opts.motion_compensation, pvc=opts.pvc,
         device=opts.device, denoise=opts.denoise, denoise_pv=opts.denoise_pv, sr=opts.sr,
         sr_iters=opts.sr_iters, sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline,
         verbose=opts.verbose,

@@ -29,7 +29,8 @@ class Settings:
     motion_compensation: bool = True
     device: str = 'auto'
     denoise: bool = True
-    denoise_pv: bool = True
+    denoise_pv: bool = False
+    pvc: bool = False
     sr: bool = True
     sr_iters: int | None = None
     sr_levels: int | None = None

@@ -98,6 +98,33 @@ class SmoothInMask(SimpleInterface):
         return runtime
 
 
+class _PVCInputSpec(BaseInterfaceInputSpec):
+    cbf_file = File(exists=True, mandatory=True, desc='plain CBF map on the ASL grid')
+    gm_file = File(exists=True, mandatory=True, desc='GM fraction on the ASL grid')
+    wm_file = File(exists=True, mandatory=True, desc='WM fraction on the ASL grid')
+    mask_file = File(exists=True, mandatory=True, desc='quantification mask')
+
+
+class _PVCOutputSpec(TraitedSpec):
+    out_gm = File(exists=True, desc='partial-volume corrected GM CBF')
+    out_wm = File(exists=True, desc='partial-volume corrected WM CBF')
+
+
+class PartialVolumeCorrection(SimpleInterface):
+    """GM and WM CBF by local linear regression on the tissue fractions (opt-in ``--pvc``)."""
+
+    input_spec = _PVCInputSpec
+    output_spec = _PVCOutputSpec
+
+    def _run_interface(self, runtime):
+        out_gm, out_wm = quantify.pvc_file(
+            self.inputs.cbf_file, self.inputs.gm_file, self.inputs.wm_file,
+            self.inputs.mask_file, _out(runtime, 'cbf_pvcGM.nii.gz'),
+            _out(runtime, 'cbf_pvcWM.nii.gz'))
+        self._results.update(out_gm=out_gm, out_wm=out_wm)
+        return runtime
+
+
 class _QCInputSpec(BaseInterfaceInputSpec):
     cbf_file = File(exists=True, mandatory=True, desc='CBF map on the ASL grid')
     gm_file = File(exists=True, mandatory=True, desc='GM probability on the ASL grid')

@@ -30,7 +30,7 @@ class _DenoiseASLInputSpec(BaseInterfaceInputSpec):
                    'and partial-volume regression)')
     wm_file = File(exists=True, desc='WM fraction on the ASL grid (tissue-mean restoration '
                    'and partial-volume regression)')
-    tissue_refine = traits.Bool(True, usedefault=True,
+    tissue_refine = traits.Bool(False, usedefault=True,
                                 desc='adaptive partial-volume regression after the CNN '
                                 '(needs gm_file and wm_file)')
     device = traits.Str('auto', usedefault=True, nohash=True, desc="'auto', 'cpu' or 'cuda'")

@@ -37,17 +37,20 @@ POOL_MM = 4.5
 RIDGE = 1e-5
 
 
-def local_tissue_fit(y, gm, wm, mask, sigma_vox):
-    """Local least-squares fit ``a(r)·GM + b(r)·WM`` of ``y`` in a Gaussian window.
+def local_tissue_levels(y, gm, wm, mask, sigma_vox) -> tuple[np.ndarray, np.ndarray]:
+    """Local GM and WM levels ``a(r)``, ``b(r)`` of ``y ≈ a·GM + b·WM`` in a Gaussian window.
 
-    ``y``, ``gm``, ``wm``, ``mask``: arrays of one shape; ``sigma_vox``: the window's SD in
-    voxels along each axis. Voxels outside ``mask`` neither enter the fit nor get one (0).
+    The linear-regression partial-volume model of Asllani et al. (MRM 2008): within each
+    window the two levels are fitted by weighted least squares (with a small ridge, so that
+    single-tissue and pure-CSF windows stay solvable). ``y``, ``gm``, ``wm``, ``mask``: arrays
+    of one shape; ``sigma_vox``: the window's SD in voxels along each axis (0: no window along
+    that axis). Voxels outside ``mask`` neither enter the fit nor get one (0).
 
     >>> gm = np.tile([1., .5, 0.], 8).reshape(1, 24) * np.ones((24, 1))
-    >>> y = 60 * gm + 20 * (1 - gm)
-    >>> fit = local_tissue_fit(y, gm, 1 - gm, np.ones_like(y), (2., 2.))
-    >>> bool(np.abs(fit - y).max() < 0.01)
-    True
+    >>> a, b = local_tissue_levels(60 * gm + 20 * (1 - gm), gm, 1 - gm, np.ones((24, 24)),
+    ...                            (2., 2.))
+    >>> round(float(a[12, 12]), 2), round(float(b[12, 12]), 2)
+    (60.0, 20.0)
     """
     inside = mask > 0
     g, w, y = (np.where(inside, a, 0.0) for a in (gm, wm, y))
@@ -60,8 +63,22 @@ def local_tissue_fit(y, gm, wm, mask, sigma_vox):
     a11, a22 = gg + lam, ww + lam
     det = a11 * a22 - gw * gw
     u, v = smooth(g * y), smooth(w * y)
-    fit = g * (a22 * u - gw * v) / det + w * (a11 * v - gw * u) / det
-    return np.where(inside, fit, 0.0)
+    level_gm, level_wm = (a22 * u - gw * v) / det, (a11 * v - gw * u) / det
+    return np.where(inside, level_gm, 0.0), np.where(inside, level_wm, 0.0)
+
+
+def local_tissue_fit(y, gm, wm, mask, sigma_vox):
+    """The partial-volume model's prediction ``a(r)·GM + b(r)·WM`` (see
+    :func:`local_tissue_levels`); 0 outside ``mask``.
+
+    >>> gm = np.tile([1., .5, 0.], 8).reshape(1, 24) * np.ones((24, 1))
+    >>> y = 60 * gm + 20 * (1 - gm)
+    >>> fit = local_tissue_fit(y, gm, 1 - gm, np.ones_like(y), (2., 2.))
+    >>> bool(np.abs(fit - y).max() < 0.01)
+    True
+    """
+    level_gm, level_wm = local_tissue_levels(y, gm, wm, mask, sigma_vox)
+    return np.where(mask > 0, gm * level_gm + wm * level_wm, 0.0)
 
 
 def robust_sd(a) -> float:

@@ -115,6 +115,16 @@ def smooth_file(in_file, mask_file, fwhm_mm: float, out_file) -> str:
     return save_like(cbfu.smooth_in_mask(data, mask, fwhm_mm, zooms), img, out_file)
 
 
+def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str, str]:
+    """Write the partial-volume corrected GM and WM CBF maps (:mod:`aslproc.utils.pvc`)."""
+    from aslproc.utils.pvc import partial_volume_correct
+
+    cbf, img = load(cbf_file)
+    gm, wm, mask = (load(f)[0] for f in (gm_file, wm_file, mask_file))
+    cbf_gm, cbf_wm = partial_volume_correct(cbf, gm, wm, mask, img.header.get_zooms()[:3])
+    return save_like(cbf_gm, img, out_gm), save_like(cbf_wm, img, out_wm)
+
+
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
             extra: dict | None = None) -> str:
     """Write the one-row QC table of a run (TSV with a header)."""

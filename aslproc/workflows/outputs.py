@@ -47,8 +47,16 @@ OUTPUTS = {
     'cbf_smoothed': Output('perf', 'cbf', 'CBF with Gaussian smoothing inside the brain mask',
                            naming={'desc': 'smoothed'}, units=CBF_UNITS, quantitative=True),
     'cbf_denoised': Output('perf', 'cbf',
-                           'CBF from the denoised mean ΔM (CNN, then partial-volume regression)',
+                           'CBF from the denoised mean ΔM (CNN; tissue means of the plain '
+                           'average restored as a gain)',
                            naming={'desc': 'denoised'}, units=CBF_UNITS, quantitative=True),
+    'cbf_pvc_gm': Output('perf', 'cbf', 'Partial-volume corrected grey-matter CBF (--pvc): '
+                         'local linear regression of the plain CBF on the GM/WM fractions '
+                         '(Asllani et al. 2008), 0 where P(GM) < 0.1; a tissue-class model',
+                         naming={'desc': 'pvcGM'}, units=CBF_UNITS, quantitative=True),
+    'cbf_pvc_wm': Output('perf', 'cbf', 'Partial-volume corrected white-matter CBF (--pvc), '
+                         'as desc-pvcGM; 0 where P(WM) < 0.1',
+                         naming={'desc': 'pvcWM'}, units=CBF_UNITS, quantitative=True),
     'cbf_sr': Output('perf', 'cbf', 'Super-resolved CBF on the T1w grid',
                      naming={'space': 'T1w', 'desc': 'sr'}, units=CBF_UNITS, quantitative=True),
     'cbf_srlinear': Output('perf', 'cbf', 'CBF resampled to the T1w grid by linear '
