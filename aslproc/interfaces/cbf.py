@@ -10,6 +10,7 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -133,6 +134,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc='T1w brain mask on the ASL grid')
     ref_file = File(exists=True, mandatory=True, desc='ASL reference image')
     extra = traits.Dict(desc='columns prepended to the row (e.g. run entities)')
+    denoised_file = File(exists=True, desc='denoised CBF (adds the residual-structure metric)')
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -149,7 +151,8 @@ class ComputeQC(SimpleInterface):
         i = self.inputs
         self._results['out_file'] = quantify.qc_file(
             i.cbf_file, i.gm_file, i.wm_file, i.confounds_file, i.mask_file, i.ref_file,
-            _out(runtime, 'qc.tsv'), extra=i.extra or None)
+            _out(runtime, 'qc.tsv'), extra=i.extra or None,
+            denoised_file=i.denoised_file if isdefined(i.denoised_file) else None)
         return runtime
 
 

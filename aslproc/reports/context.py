@@ -40,6 +40,8 @@ QC_ROWS = (
     ('mean_fd', 'mean framewise displacement', 'mm', (None, 0.5)),
     ('max_fd', 'maximum framewise displacement', 'mm', (None, 3.0)),
     ('dice_asl_t1w', 'Dice, ASL intensity mask vs T1w brain mask', '', (0.6, None)),
+    ('denoise_residual_structure_pct', 'structure in what the denoiser removed', '%',
+     (None, 1.0)),
     ('n_gm_voxels', f'GM voxels (P > {GM_THRESHOLD})', '', (None, None)),
     ('n_wm_voxels', f'WM voxels (P > {WM_THRESHOLD})', '', (None, None)),
 )

@@ -126,8 +126,9 @@ def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str
 
 
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
-            extra: dict | None = None) -> str:
-    """Write the one-row QC table of a run (TSV with a header)."""
+            extra: dict | None = None, denoised_file=None) -> str:
+    """Write the one-row QC table of a run (TSV with a header); with ``denoised_file``, the
+    structure of what the denoiser removed (``denoise_residual_structure_pct``)."""
     cbf, _ = load(cbf_file)
     gm, _ = load(gm_file)
     wm, _ = load(wm_file)
@@ -136,6 +137,10 @@ def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out
     fd = read_fd(confounds_file)
     row = dict(extra or {})
     row.update(qcu.qc_metrics(cbf, gm, wm, fd, mask, qcu.intensity_mask(ref)))
+    if denoised_file:
+        denoised, _ = load(denoised_file)
+        row['denoise_residual_structure_pct'] = qcu.structured_residual_pct(cbf - denoised,
+                                                                            mask)
     with open(out_file, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(row), delimiter='\t', lineterminator='\n')
         w.writeheader()

@@ -155,6 +155,7 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
             (to_asl['gm'], dn_wf, [('out_file', 'inputnode.gm')]),
             (to_asl['wm'], dn_wf, [('out_file', 'inputnode.wm')]),
             (dn_wf, outputnode, [('outputnode.cbf_denoised', 'cbf_denoised')]),
+            (dn_wf, cbf_wf, [('outputnode.cbf_denoised', 'inputnode.cbf_denoised')]),
         ])
         native = (dn_wf, 'outputnode.cbf_denoised')
     if settings.sr:

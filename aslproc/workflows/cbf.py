@@ -26,6 +26,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     asl_series, m0, asl_mask, cbf_mask, asl_ref, gm, wm, confounds
         Motion-corrected series, M0 map, brain mask (QC), generous quantification mask,
         reference, tissue maps (ASL grid), motion confounds.
+    cbf_denoised
+        Denoised CBF (connected when ``settings.denoise``): the QC row measures what the
+        denoiser removed.
 
     Outputs
     -------
@@ -46,7 +49,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         + (f'A smoothed map was made with a {settings.smooth_fwhm} mm FWHM Gaussian kernel '
            'normalised inside the brain mask.' if settings.smooth_fwhm else '')
     )
-    fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds']
+    fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
+              'cbf_denoised']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'deltam', 'cbf_smoothed', 'qc']),
                          name='outputnode')
@@ -74,6 +78,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         (smooth, outputnode, [('out_file', 'cbf_smoothed')]),
         (qc, outputnode, [('out_file', 'qc')]),
     ])
+    if settings.denoise:
+        wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
     if settings.pvc:
         _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
                  inputnode=inputnode, cbf=cbf)

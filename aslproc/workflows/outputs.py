@@ -95,6 +95,12 @@ TSV_COLUMNS = {
         'mean_wm_cbf': {'Description': 'mean CBF where P(WM) > 0.9', 'Units': CBF_UNITS},
         'gm_wm_ratio': {'Description': 'mean GM CBF / mean WM CBF'},
         'pct_negative_gm': {'Description': 'percentage of GM voxels with negative CBF'},
+        'denoise_residual_structure_pct': {
+            'Description': 'percentage of brain voxels where what the denoiser removed (plain '
+            'minus denoised CBF), smoothed in-plane over one voxel, is more than 4 robust SDs '
+            'from its median: about 0.01 for pure noise; higher when the denoiser removed '
+            'structure (a lesion, an edge, an artefact): look at the residual in the report',
+            'Units': '%'},
     },
 }
 
