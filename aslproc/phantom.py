@@ -307,3 +307,36 @@ def t1w_image(rng: np.random.Generator, anat: Anatomy, bias: float = 0.15, noise
     img = sum(T1W_INTENSITY[t] * frac for t, frac in anat.fractions().items())
     img = img * (1.0 + bias * smooth_field(rng, anat.shape, 3))
     return scale * add_noise(rng, img, noise)
+
+
+def scanner_motion(rng: np.random.Generator, n_volumes: int, jitter_mm: float = 0.0,
+                   drift_mm: float = 0.0, jerks: int = 0) -> np.ndarray:
+    """Motion as scanners see it, on top of the slow random walk: (n_volumes, 6) rigid
+    parameters (mm and degrees), zero when all three options are 0 (nothing is drawn then,
+    so the random stream of older configurations is unchanged).
+
+    - ``jitter_mm``: independent per-volume jitter, normal with that SD on each axis;
+    - ``drift_mm``: a linear drift reaching that size (RMS over the six parameters, random
+      direction) at the last volume;
+    - ``jerks``: that many sudden steps at random volumes (after the first), each of 0.5-2
+      mm/degrees (RMS) in a random direction, kept for the rest of the series.
+
+    >>> m = scanner_motion(np.random.default_rng(0), 25, 0.3, 1.0, 2)
+    >>> m.shape, bool(np.abs(m).max() > 0)
+    ((25, 6), True)
+    >>> float(np.abs(scanner_motion(np.random.default_rng(0), 25)).max())
+    0.0
+    """
+    motion = np.zeros((n_volumes, 6))
+    if jitter_mm:
+        motion += rng.normal(0, jitter_mm, (n_volumes, 6))
+    if drift_mm:
+        direction = rng.normal(size=6)
+        ramp = np.linspace(0, 1, n_volumes)[:, None]
+        motion += ramp * drift_mm * direction / np.linalg.norm(direction) * np.sqrt(6)
+    for _ in range(jerks):
+        start = int(rng.integers(1, max(n_volumes, 2)))
+        direction = rng.normal(size=6)
+        size = rng.uniform(0.5, 2.0)
+        motion[start:] += size * direction / np.linalg.norm(direction) * np.sqrt(6)
+    return motion

@@ -216,40 +216,6 @@ class _Imager:
         return np.clip(np.rint(z), 0, self.shape[2] - 1).astype(int)
 
 
-def scanner_motion(rng: np.random.Generator, n_volumes: int, config: SynthConfig
-                   ) -> np.ndarray:
-    """Motion as scanners see it, on top of the slow random walk: (n_volumes, 6) rigid
-    parameters (mm and degrees), zero when all three options are 0 (nothing is drawn then,
-    so the random stream of older configurations is unchanged).
-
-    - ``jitter_mm``: independent per-volume jitter, normal with that SD on each axis;
-    - ``drift_mm``: a linear drift reaching that size (RMS over the six parameters, random
-      direction) at the last volume;
-    - ``jerks``: that many sudden steps at random volumes (after the first), each of 0.5-2
-      mm/degrees (RMS) in a random direction, kept for the rest of the series.
-
-    >>> c = SynthConfig(jitter_mm=0.3, drift_mm=1.0, jerks=2)
-    >>> m = scanner_motion(np.random.default_rng(0), 25, c)
-    >>> m.shape, bool(np.abs(m).max() > 0)
-    ((25, 6), True)
-    >>> float(np.abs(scanner_motion(np.random.default_rng(0), 25, SynthConfig())).max())
-    0.0
-    """
-    motion = np.zeros((n_volumes, 6))
-    if config.jitter_mm:
-        motion += rng.normal(0, config.jitter_mm, (n_volumes, 6))
-    if config.drift_mm:
-        direction = rng.normal(size=6)
-        ramp = np.linspace(0, 1, n_volumes)[:, None]
-        motion += ramp * config.drift_mm * direction / np.linalg.norm(direction) * np.sqrt(6)
-    for _ in range(config.jerks):
-        start = int(rng.integers(1, max(n_volumes, 2)))
-        direction = rng.normal(size=6)
-        size = rng.uniform(0.5, 2.0)
-        motion[start:] += size * direction / np.linalg.norm(direction) * np.sqrt(6)
-    return motion
-
-
 def simulate_subject(rng: np.random.Generator, config: SynthConfig,
                      subject: str = '01') -> SubjectSim:
     """Simulate one subject from its random stream ``rng``, fully in memory.
@@ -266,7 +232,8 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     types = ['m0scan'] * (config.m0_type == 'Included') + ['control', 'label'] * config.n_pairs
     steps = rng.normal(0, config.motion_mm / np.sqrt(len(types)), (len(types), 6))
     motion = np.cumsum(np.concatenate([np.zeros((1, 6)), steps[1:]]), 0)
-    motion = motion + scanner_motion(rng, len(types), config)
+    motion = motion + phantom.scanner_motion(rng, len(types), config.jitter_mm,
+                                             config.drift_mm, config.jerks)
     md = _sidecar(config, imager.shape[2])
     tr, st = md['RepetitionTimePreparation'], md.get('SliceTiming')
     params = dict(label_type=config.label, pld=config.pld, tau=config.tau, ti1=config.ti1,
