@@ -13,7 +13,9 @@ pose). Both go through the pipeline's motion step (:func:`aslproc.utils.motion.c
 and, by default, :func:`aslproc.utils.motion_residue.compensate_motion_residue`); CBF comes
 from the plain pair average with the series' own M0 (:func:`aslproc.utils.cbf.cbf_map`) and is
 scored against the true CBF in the brain (GM + WM): PSNR, |GM bias|, and the difference to the
-twin. Rows: none (no realignment), realigned, realigned + compensation (the default).
+twin. Rows: none (no realignment), realigned, realigned + compensation, and compensation +
+the fill of the voxels that motion left without a usable ΔM
+(:mod:`aslproc.utils.motion_reliability`, the default).
 
 Writes ``benchmarks/motion_synth.json`` and ``benchmarks/motion_synth.md``.
 """
@@ -33,7 +35,9 @@ import numpy as np
 from aslproc import synth
 from aslproc.utils.cbf import cbf_map, m0_map, mean_delta_m
 from aslproc.utils.motion import correct_motion
+from aslproc.utils.motion_reliability import instability_ratio
 from aslproc.utils.motion_residue import compensate_motion_residue
+from aslproc.utils.quantify import static_mean, unreliable_and_filled
 
 HERE = Path(__file__).resolve().parent
 MOTIONS = {
@@ -51,12 +55,19 @@ def score(cbf: np.ndarray, truth: np.ndarray, brain: np.ndarray, gm: np.ndarray)
             'gm_bias_pct': round(float(100 * (cbf[gm].mean() / truth[gm].mean() - 1)), 2)}
 
 
-def plain_cbf(series: np.ndarray, sim) -> np.ndarray:
-    """CBF of the plain pair average, with the M0 taken from the series as the pipeline does."""
+def plain_cbf(series: np.ndarray, sim, ratio: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """CBF of the plain pair average, with the M0 taken from the series as the pipeline does;
+    with ``ratio`` (the instability map) the unreliable voxels are filled as in the pipeline.
+    Returns the map and the mask of filled voxels."""
     m0 = m0_map(series, sim.volume_types, dict(
         m0_type='Included', m0_estimate=None, m0_tr=sim.metadata['RepetitionTimePreparation'][0],
         t1_tissue=1.33, m0_scale=1.0))
-    return cbf_map(mean_delta_m(series, sim.volume_types), m0, sim.quant_params)
+    cbf = cbf_map(mean_delta_m(series, sim.volume_types), m0, sim.quant_params)
+    if ratio is None:
+        return cbf, np.zeros(cbf.shape, bool)
+    return unreliable_and_filled(cbf, ratio, m0, np.ones(cbf.shape), sim.volume_types,
+                                 static_mean(series, sim.volume_types))
 
 
 def run_case(config: synth.SynthConfig, seed: int) -> dict:
@@ -69,20 +80,24 @@ def run_case(config: synth.SynthConfig, seed: int) -> dict:
     brain &= sim.truth['seg'] < 3
     gm = sim.truth['seg'] == 1
     truth = sim.truth['cbf']
-    row = {'twin': score(plain_cbf(twin.asl, twin), truth, brain, gm)}
-    row['none'] = score(plain_cbf(sim.asl, sim), truth, brain, gm)
+    row = {'twin': score(plain_cbf(twin.asl, twin)[0], truth, brain, gm)}
+    row['none'] = score(plain_cbf(sim.asl, sim)[0], truth, brain, gm)
     start = time.perf_counter()
     corrected, params, reference = correct_motion(sim.asl, sim.asl_affine, sim.volume_types)
     row['seconds_realign'] = round(time.perf_counter() - start, 1)
-    row['realigned'] = score(plain_cbf(corrected, sim), truth, brain, gm)
+    row['realigned'] = score(plain_cbf(corrected, sim)[0], truth, brain, gm)
     start = time.perf_counter()
     head = reference > 0.05 * np.percentile(reference, 99)
     compensated, changed = compensate_motion_residue(corrected, sim.asl_affine,
                                                      sim.volume_types, params, head)
     row['seconds_compensate'] = round(time.perf_counter() - start, 1)
-    row['compensated'] = score(plain_cbf(compensated, sim), truth, brain, gm)
+    row['compensated'] = score(plain_cbf(compensated, sim)[0], truth, brain, gm)
     row['compensated_fraction'] = round(float(changed[head].mean()), 3)
-    for key in ('none', 'realigned', 'compensated'):
+    filled, unreliable = plain_cbf(compensated, sim,
+                                   instability_ratio(compensated, sim.volume_types, head))
+    row['filled'] = score(filled, truth, brain, gm)
+    row['filled_fraction'] = round(float(unreliable[brain].mean()), 3)
+    for key in ('none', 'realigned', 'compensated', 'filled'):
         row[key]['vs_twin_db'] = round(row[key]['psnr'] - row['twin']['psnr'], 2)
     return row
 
@@ -117,8 +132,9 @@ def table(rows: list, meta: dict) -> str:
              f"matrix {meta['matrix']}, SNR {meta['snr']}); PSNR of plain CBF in dB, mean over "
              'seeds; Δ = difference to the still twin; bias = max |GM bias| over seeds.', '',
              '| background | motion | pairs | twin | none Δ | realigned Δ | compensated Δ | '
-             'compensated max abs GM bias % | realign s | compensate s |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             'compensated max abs GM bias % | + filled Δ (default) | filled max abs GM bias % | '
+             'filled % of brain | realign s | compensate s |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     keys = sorted({(r['background'], r['motion'], r['pairs']) for r in rows},
                   key=lambda k: (k[0], k[1], k[2]))
     for key in keys:
@@ -132,6 +148,9 @@ def table(rows: list, meta: dict) -> str:
             f"{mean(lambda r: r['realigned']['vs_twin_db']):+.2f} | "
             f"{mean(lambda r: r['compensated']['vs_twin_db']):+.2f} | "
             f"{max(abs(r['compensated']['gm_bias_pct']) for r in sel):.1f} | "
+            f"{mean(lambda r: r['filled']['vs_twin_db']):+.2f} | "
+            f"{max(abs(r['filled']['gm_bias_pct']) for r in sel):.1f} | "
+            f"{mean(lambda r: 100 * r['filled_fraction']):.1f} | "
             f"{mean(lambda r: r['seconds_realign']):.1f} | "
             f"{mean(lambda r: r['seconds_compensate']):.1f} |")
     return '\n'.join(lines) + '\n'

@@ -109,18 +109,26 @@ def _plain_cbf(series, sim):
     return cbf_map(mean_delta_m(series, sim.volume_types), m0, sim.quant_params)
 
 
-def test_moving_series_comes_within_3_db_of_its_still_twin(moving_and_still):
+@pytest.fixture(scope='module')
+def realigned(moving_and_still):
+    """The moving series realigned, and then compensated, as the pipeline's motion step."""
+    sim, _ = moving_and_still
+    corrected, params, reference = correct_motion(sim.asl, sim.asl_affine, sim.volume_types,
+                                                  num_threads=2)
+    head = reference > 0.05 * np.percentile(reference, 99)
+    compensated, changed = compensate_motion_residue(corrected, sim.asl_affine,
+                                                     sim.volume_types, params, head)
+    return corrected, compensated, changed, head
+
+
+def test_moving_series_comes_within_3_db_of_its_still_twin(moving_and_still, realigned):
     """Plain CBF of the realigned series (the previous release) is 3.5 dB below its still
     twin here; motion-compensated subtraction brings it within the issue's 3 dB (measured:
     1.3 dB), with |GM bias| ≤ 5 %."""
     sim, twin = moving_and_still
     truth, seg = sim.truth['cbf'], sim.truth['seg']
     brain, gm = (seg > 0) & (seg < 3), seg == 1
-    corrected, params, reference = correct_motion(sim.asl, sim.asl_affine, sim.volume_types,
-                                                  num_threads=2)
-    compensated, changed = compensate_motion_residue(
-        corrected, sim.asl_affine, sim.volume_types, params,
-        reference > 0.05 * np.percentile(reference, 99))
+    corrected, compensated, changed, _ = realigned
     still = _psnr(_plain_cbf(twin.asl, twin), truth, brain)
     realigned = _psnr(_plain_cbf(corrected, sim), truth, brain)
     cbf = _plain_cbf(compensated, sim)
@@ -128,3 +136,32 @@ def test_moving_series_comes_within_3_db_of_its_still_twin(moving_and_still):
     assert _psnr(cbf, truth, brain) > max(still - 3.0, realigned + 1.5)
     assert abs(cbf[gm].mean() / truth[gm].mean() - 1) < 0.05
     assert 0.05 < changed[brain].mean() < 0.6
+
+
+def test_filling_what_motion_destroyed_brings_the_map_closer_to_its_twin(moving_and_still,
+                                                                         realigned):
+    """After compensation some voxels still swing with the pose far beyond the noise; their
+    CBF, filled from the reliable voxels around them (the pipeline's default), brings the map
+    closer to the still twin (measured: 0.24 dB below it, against 1.28 dB without the fill;
+    7 % of the brain filled, GM bias +2.2 %)."""
+    from aslproc.utils.motion_reliability import instability_ratio
+    from aslproc.utils.quantify import static_mean, unreliable_and_filled
+
+    sim, twin = moving_and_still
+    truth, seg = sim.truth['cbf'], sim.truth['seg']
+    brain, gm = (seg > 0) & (seg < 3), seg == 1
+    _, compensated, _, head = realigned
+    cbf = _plain_cbf(compensated, sim)
+    m0 = m0_map(compensated, sim.volume_types, dict(
+        m0_type='Included', m0_estimate=None, m0_tr=sim.metadata['RepetitionTimePreparation'][0],
+        t1_tissue=1.33, m0_scale=1.0))
+    ratio = instability_ratio(compensated, sim.volume_types, head)
+    filled, unreliable = unreliable_and_filled(cbf, ratio, m0, np.ones(cbf.shape),
+                                               sim.volume_types,
+                                               static_mean(compensated, sim.volume_types))
+    still = _psnr(_plain_cbf(twin.asl, twin), truth, brain)
+    assert 0.01 < unreliable[brain].mean() < 0.3
+    assert np.array_equal(filled[~unreliable], cbf[~unreliable])
+    assert _psnr(filled, truth, brain) > _psnr(cbf, truth, brain) + 0.5
+    assert _psnr(filled, truth, brain) > still - 3.0
+    assert abs(filled[gm].mean() / truth[gm].mean() - 1) < 0.05

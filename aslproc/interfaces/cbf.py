@@ -54,11 +54,14 @@ class _ComputeCBFInputSpec(BaseInterfaceInputSpec):
     m0_file = File(exists=True, mandatory=True, desc='M0 map on the ASL grid')
     mask_file = File(exists=True, mandatory=True, desc='brain mask on the ASL grid')
     params = traits.Dict(mandatory=True, desc='kinetics.quantify parameters')
+    instability_file = File(exists=True, desc='motion step\'s residual-variance ratio: voxels '
+                            'that fail its test get CBF from the voxels around them')
 
 
 class _ComputeCBFOutputSpec(TraitedSpec):
     out_cbf = File(exists=True, desc='CBF (ml/100 g/min) from the plain average of all pairs')
     out_deltam = File(exists=True, desc='mean ΔM')
+    out_unreliable = File(exists=True, desc='voxels whose CBF was filled (motion), uint8')
 
 
 class ComputeCBF(SimpleInterface):
@@ -68,11 +71,13 @@ class ComputeCBF(SimpleInterface):
     output_spec = _ComputeCBFOutputSpec
 
     def _run_interface(self, runtime):
-        cbf, dm = quantify.compute_cbf_file(
-            self.inputs.asl_file, self.inputs.volume_types, self.inputs.m0_file,
-            self.inputs.mask_file, self.inputs.params, _out(runtime, 'cbf.nii.gz'),
-            _out(runtime, 'deltam.nii.gz'))
-        self._results.update(out_cbf=cbf, out_deltam=dm)
+        i = self.inputs
+        cbf, dm, unreliable = quantify.compute_cbf_file(
+            i.asl_file, i.volume_types, i.m0_file, i.mask_file, i.params,
+            _out(runtime, 'cbf.nii.gz'), _out(runtime, 'deltam.nii.gz'),
+            instability_file=i.instability_file if isdefined(i.instability_file) else None,
+            out_unreliable=_out(runtime, 'unreliable.nii.gz'))
+        self._results.update(out_cbf=cbf, out_deltam=dm, out_unreliable=unreliable)
         return runtime
 
 
@@ -135,6 +140,8 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     ref_file = File(exists=True, mandatory=True, desc='ASL reference image')
     extra = traits.Dict(desc='columns prepended to the row (e.g. run entities)')
     denoised_file = File(exists=True, desc='denoised CBF (adds the residual-structure metric)')
+    unreliable_file = File(exists=True, desc='voxels whose CBF motion left to be filled '
+                           '(adds motion_filled_pct)')
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -152,7 +159,8 @@ class ComputeQC(SimpleInterface):
         self._results['out_file'] = quantify.qc_file(
             i.cbf_file, i.gm_file, i.wm_file, i.confounds_file, i.mask_file, i.ref_file,
             _out(runtime, 'qc.tsv'), extra=i.extra or None,
-            denoised_file=i.denoised_file if isdefined(i.denoised_file) else None)
+            denoised_file=i.denoised_file if isdefined(i.denoised_file) else None,
+            unreliable_file=i.unreliable_file if isdefined(i.unreliable_file) else None)
         return runtime
 
 

@@ -33,6 +33,8 @@ class _DenoiseASLInputSpec(BaseInterfaceInputSpec):
     tissue_refine = traits.Bool(False, usedefault=True,
                                 desc='adaptive partial-volume regression after the CNN '
                                 '(needs gm_file and wm_file)')
+    instability_file = File(exists=True, desc='motion step\'s residual-variance ratio (voxels '
+                            'that fail its test enter with the filled plain value)')
     device = traits.Str('auto', usedefault=True, nohash=True, desc="'auto', 'cpu' or 'cuda'")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc='CPU threads for torch')
 
@@ -59,7 +61,7 @@ class DenoiseASL(SimpleInterface):
             os.path.join(runtime.cwd, 'deltam_denoised.nii.gz'),
             device=i.device, num_threads=i.num_threads, weights=weights,
             gm_file=i.gm_file or None, wm_file=i.wm_file or None,
-            tissue_refine=i.tissue_refine)
+            tissue_refine=i.tissue_refine, instability_file=i.instability_file or None)
         _, info = infer.load_denoiser(weights)
         self._results.update(out_cbf=cbf, out_deltam=dm, model_name=info['name'],
                              model_sha256=info['sha256'])

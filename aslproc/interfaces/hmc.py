@@ -35,6 +35,9 @@ class _MotionCorrectionOutputSpec(TraitedSpec):
     )
     out_reference = File(exists=True, desc='mean of the corrected control and label volumes')
     out_m0ref = File(desc='mean of the corrected m0scan volumes (undefined when there are none)')
+    out_instability = File(exists=True, desc='residual variance of each voxel\'s control/label '
+                           'values over the noise variance, after compensation (0: not '
+                           'assessed)')
 
 
 class MotionCorrection(SimpleInterface):
@@ -45,17 +48,19 @@ class MotionCorrection(SimpleInterface):
     output_spec = _MotionCorrectionOutputSpec
 
     def _run_interface(self, runtime):
-        out_file, confounds, reference, m0ref = correct_motion_file(
+        out_file, confounds, reference, m0ref, instability = correct_motion_file(
             self.inputs.in_file,
             self.inputs.volume_types,
             os.path.join(runtime.cwd, 'asl_hmc.nii.gz'),
             os.path.join(runtime.cwd, 'confounds.tsv'),
             os.path.join(runtime.cwd, 'asl_reference.nii.gz'),
             os.path.join(runtime.cwd, 'm0_reference.nii.gz'),
+            os.path.join(runtime.cwd, 'instability.nii.gz'),
             num_threads=self.inputs.num_threads,
             compensate=self.inputs.compensate,
         )
-        self._results.update(out_file=out_file, out_confounds=confounds, out_reference=reference)
+        self._results.update(out_file=out_file, out_confounds=confounds, out_reference=reference,
+                             out_instability=instability)
         if m0ref is not None:
             self._results['out_m0ref'] = m0ref
         return runtime

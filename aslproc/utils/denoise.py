@@ -145,6 +145,7 @@ def _neighbours(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def build_inputs(
     pairs: np.ndarray, m0: np.ndarray, mask: np.ndarray, params: dict, channels=CHANNELS,
     gm: np.ndarray | None = None, wm: np.ndarray | None = None,
+    noise_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Network input of every slice and the constants to undo the normalisation.
 
@@ -160,6 +161,9 @@ def build_inputs(
         Names from :data:`CHANNELS`.
     gm, wm : ndarray (X, Y, Z), optional
         Tissue fractions on the ASL grid; required by :data:`TISSUE_CHANNELS`.
+    noise_mask : ndarray (X, Y, Z), optional
+        Voxels whose pair spread measures the noise (default ``mask``; voxels filled after
+        motion have none).
 
     Returns
     -------
@@ -172,7 +176,7 @@ def build_inputs(
     m0_ref = m0_reference(m0, mask)
     to_x = to_normalised(params, m0, mask, pairs.shape[2])  # (1, 1, Z)
     x = pairs.mean(axis=-1) * to_x
-    sigma = noise_sd(pairs * to_x[..., None], mask)
+    sigma = noise_sd(pairs * to_x[..., None], mask if noise_mask is None else noise_mask)
     if set(channels) & set(TISSUE_CHANNELS):
         if gm is None or wm is None:
             raise ValueError(f'the denoiser inputs {list(channels)} need the GM and WM '
@@ -219,6 +223,7 @@ def denoise_pairs(
     symmetric: bool = False,
     gm: np.ndarray | None = None,
     wm: np.ndarray | None = None,
+    noise_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Denoised mean ΔM (X, Y, Z), in the units of ``pairs``.
 
@@ -229,7 +234,7 @@ def denoise_pairs(
     """
     from aslproc.models import infer
 
-    inputs, norm = build_inputs(pairs, m0, mask, params, channels, gm, wm)
+    inputs, norm = build_inputs(pairs, m0, mask, params, channels, gm, wm, noise_mask)
     ops = SYMMETRIES if symmetric else SYMMETRIES[:1]
     noise = np.mean(
         [op(infer.predict(model, op(inputs), device, batch_size=batch_size)) for op in ops],
@@ -286,6 +291,31 @@ def refine_with_tissue(dm_den, pairs, m0, mask, params, gm, wm, zooms, **kw
     return (est / to_x).astype(np.float32), chosen
 
 
+def motion_filled_pairs(pairs, m0, mask, params, ratio, volume_types, guide
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pairs in which the voxels that motion left without a usable ΔM
+    (:mod:`aslproc.utils.motion_reliability`) take the ΔM of the filled plain map in every
+    pair, and the mask of the voxels whose spread still measures the noise (``None`` when
+    nothing was unreliable). Voxels of ``mask`` with M0 below the quantification floor (the
+    rim outside the head, where resampling rings) get ΔM 0: their CBF is 0 anyway, and they
+    would otherwise reach the network as motion outliers."""
+    from aslproc.utils import motion_reliability as mrel
+    from aslproc.utils.quantify import unreliable_and_filled
+
+    everywhere = mrel.unreliable_voxels(ratio, volume_types, mask)
+    if not np.any(everywhere):
+        return pairs, None
+    plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
+    filled, _ = unreliable_and_filled(plain, ratio, m0, mask, volume_types, guide)
+    per_unit = cbfu.cbf_map(np.ones(m0.shape, np.float32), m0, params, mask)
+    dm_filled = np.where(per_unit != 0, filled / np.where(per_unit != 0, per_unit, 1.0), 0.0)
+    void = (mask > 0) & (m0 < cbfu.m0_floor(m0, mask))
+    pairs = pairs.copy()
+    pairs[everywhere] = dm_filled[everywhere][:, None]
+    pairs[void] = 0.0
+    return pairs, (mask > 0) & (ratio > 0) & ~everywhere & ~void
+
+
 def denoise_file(
     asl_file,
     volume_types,
@@ -300,6 +330,7 @@ def denoise_file(
     gm_file=None,
     wm_file=None,
     tissue_refine: bool = False,
+    instability_file=None,
 ) -> tuple[str, str]:
     """Write the denoised mean ΔM and the CBF computed from it (masked as the plain map).
 
@@ -309,12 +340,15 @@ def denoise_file(
     the plain average are restored in the CNN's map (:func:`restore_tissue_means`); with
     ``tissue_refine`` (opt-in, ``--denoise-pv``: a tissue model inside the map) that map is
     then the reference of the adaptive partial-volume regression (:func:`refine_with_tissue`).
-    ΔM is written to match the CBF.
+    ΔM is written to match the CBF. With ``instability_file`` (the motion step's ratio map),
+    every pair of a voxel that motion left without a usable ΔM takes the ΔM of the filled
+    plain map (:func:`aslproc.utils.quantify.unreliable_and_filled`), so that the network
+    and the noise estimate see no motion outliers.
     """
     import torch
 
     from aslproc.models import infer
-    from aslproc.utils.quantify import load, per_slice_pld, save_like
+    from aslproc.utils.quantify import load, per_slice_pld, save_like, static_mean
 
     torch.set_num_threads(max(1, int(num_threads)))
     data, img = load(asl_file)
@@ -324,12 +358,16 @@ def denoise_file(
     pairs = cbfu.pairwise_delta_m(data, volume_types)
     params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
     gm, wm = (load(f)[0] if f else None for f in (gm_file, wm_file))
+    noise_mask = None
+    if instability_file:
+        pairs, noise_mask = motion_filled_pairs(pairs, m0, mask, params, load(instability_file)[0],
+                                                volume_types, static_mean(data, volume_types))
     if set(info['channels']) & set(TISSUE_CHANNELS) and (gm is None or wm is None):
         raise ValueError(f"the denoiser model {info.get('name')} needs GM and WM fractions on "
                          'the ASL grid (gm_file, wm_file)')
     dm = denoise_pairs(
         model, pairs, m0, mask, params, info['channels'], infer.resolve_device(device),
-        gm=gm, wm=wm,
+        gm=gm, wm=wm, noise_mask=noise_mask,
     )
     dm = np.where(mask > 0, dm, pairs.mean(axis=-1))
     cbf = cbfu.cbf_map(dm, m0, params, mask)

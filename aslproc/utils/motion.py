@@ -32,6 +32,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from aslproc.utils.motion_reliability import instability_ratio
 from aslproc.utils.motion_residue import compensate_motion_residue
 from aslproc.utils.registration import (
     ants_affine,
@@ -269,16 +270,20 @@ def correct_motion_file(
     out_confounds: str | os.PathLike,
     out_reference: str | os.PathLike,
     out_m0ref: str | os.PathLike | None = None,
+    out_instability: str | os.PathLike | None = None,
     *,
     num_threads: int | None = None,
     compensate: bool = True,
-) -> tuple[str, str, str, str | None]:
+) -> tuple[str, str, str, str | None, str | None]:
     """File layer of :func:`correct_motion`, followed (``compensate``) by the
-    motion-compensated subtraction of :mod:`aslproc.utils.motion_residue`.
+    motion-compensated subtraction of :mod:`aslproc.utils.motion_residue` and the test of
+    what it leaves (:func:`aslproc.utils.motion_reliability.instability_ratio`).
 
     Writes the corrected series (input header and affine), the confounds TSV, the mean
     control/label reference and, when ``out_m0ref`` is given and the series has m0scan
-    volumes, their corrected mean (returned as ``None`` otherwise).
+    volumes, their corrected mean (returned as ``None`` otherwise). ``out_instability`` gets
+    each voxel's residual variance over the noise variance, after compensation; it is all
+    zeros (nothing assessed) when nothing was resampled or ``compensate`` is off.
     """
     img = nib.load(os.fspath(in_file))
     data = np.asanyarray(img.dataobj, dtype=np.float32)
@@ -286,25 +291,27 @@ def correct_motion_file(
         data, img.affine, volume_types, num_threads=num_threads
     )
     moved = bool(np.any(np.abs(corrected - data) > 0))
+    ratio = np.zeros(reference.shape, dtype=np.float32)
     if compensate and moved:
         head = reference > 0.05 * np.percentile(reference, 99)
         corrected, _ = compensate_motion_residue(corrected, img.affine, volume_types, params,
                                                  head)
+        ratio = instability_ratio(corrected, volume_types, head)
     header = img.header.copy()
     header.set_data_dtype(np.float32)
     nib.Nifti1Image(corrected, img.affine, header).to_filename(os.fspath(out_file))
     header3d = header.copy()
     header3d.set_data_shape(reference.shape)
-    nib.Nifti1Image(reference, img.affine, header3d).to_filename(os.fspath(out_reference))
+
+    def save3d(volume, path):
+        if path is None:
+            return None
+        nib.Nifti1Image(volume, img.affine, header3d).to_filename(os.fspath(path))
+        return os.fspath(path)
+
+    save3d(reference, out_reference)
     write_confounds(params, out_confounds)
     m0_idx = group_volumes(volume_types).get('m0')
-    if out_m0ref is None or not m0_idx:
-        return os.fspath(out_file), os.fspath(out_confounds), os.fspath(out_reference), None
-    m0ref = corrected[..., m0_idx].mean(axis=3)
-    nib.Nifti1Image(m0ref, img.affine, header3d).to_filename(os.fspath(out_m0ref))
-    return (
-        os.fspath(out_file),
-        os.fspath(out_confounds),
-        os.fspath(out_reference),
-        os.fspath(out_m0ref),
-    )
+    m0ref = save3d(corrected[..., m0_idx].mean(axis=3), out_m0ref) if m0_idx else None
+    return (os.fspath(out_file), os.fspath(out_confounds), os.fspath(out_reference), m0ref,
+            save3d(ratio, out_instability))

@@ -68,15 +68,20 @@ def _on_grid(path, ref_img) -> np.ndarray:
 
 
 def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, out_cbf,
-                     out_deltam) -> tuple[str, str]:
+                     out_deltam, instability_file=None, out_unreliable=None):
     """Write the plain-average ΔM and the CBF map computed from it.
 
     A series made of ``cbf`` volumes (already quantified by the scanner) is averaged
-    and passed through, masked.
+    and passed through, masked. With ``instability_file`` (the motion step's
+    :func:`~aslproc.utils.motion_reliability.instability_ratio`), the CBF of voxels whose
+    control/label values motion has left unusable is filled from the voxels around them
+    (:func:`unreliable_and_filled`), and ``out_unreliable`` gets their mask (all zeros when
+    none). Returns the CBF, ΔM and (when asked for) unreliable-mask paths.
     """
     data, img = load(asl_file)
     m0, _ = load(m0_file)
     mask, _ = load(mask_file)
+    unreliable = np.zeros(mask.shape, dtype=bool)
     cbf_vols = cbfu.volume_indices(volume_types, 'cbf')
     if cbf_vols and not (cbfu.volume_indices(volume_types, 'control')
                          or cbfu.volume_indices(volume_types, 'deltam')):
@@ -86,10 +91,50 @@ def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, o
         dm = cbfu.mean_delta_m(data, volume_types)
         params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
         cbf = cbfu.cbf_map(dm, m0, params, mask)
+        if instability_file:
+            cbf, unreliable = unreliable_and_filled(cbf, load(instability_file)[0], m0, mask,
+                                                    volume_types, static_mean(data, volume_types))
     if not np.any(cbf[mask > 0]):
         raise ValueError(f'{asl_file}: the CBF map is zero everywhere in the brain mask; '
                          'check M0 and the aslcontext')
-    return save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)
+    out = [save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)]
+    if out_unreliable:
+        out.append(save_mask(unreliable, img, out_unreliable))
+    return tuple(out)
+
+
+def static_mean(data, volume_types) -> np.ndarray:
+    """Mean of the control and label volumes: the series' own static image (the guide of the
+    fill of unreliable voxels)."""
+    idx = cbfu.volume_indices(volume_types, 'control') + cbfu.volume_indices(volume_types,
+                                                                               'label')
+    return data[..., idx].mean(axis=-1) if idx else np.zeros(data.shape[:3], np.float32)
+
+
+def unreliable_and_filled(cbf, ratio, m0, mask, volume_types, guide=None):
+    """CBF with motion-destroyed voxels filled, and their mask
+    (:mod:`aslproc.utils.motion_reliability`, ``guide``: :func:`static_mean`): only voxels
+    with M0 above the quantification floor are judged or used, the others keep CBF 0."""
+    from aslproc.utils import motion_reliability as mrel
+
+    quantified = (mask > 0) & (m0 >= cbfu.m0_floor(m0, mask))
+    unreliable = mrel.unreliable_voxels(ratio, volume_types, quantified)
+    if np.any(unreliable):
+        logger.info('motion left %d of %d brain voxels (%.1f %%) without a usable ΔM; their '
+                    'CBF is filled from the voxels around them', unreliable.sum(),
+                    quantified.sum(), 100.0 * unreliable.sum() / max(quantified.sum(), 1))
+        cbf = mrel.fill_unreliable(cbf, ratio, m0, unreliable, quantified, guide)
+    return cbf, unreliable
+
+
+def save_mask(mask: np.ndarray, like: nib.Nifti1Image, out_file) -> str:
+    """Save a boolean mask as uint8 on the grid of ``like``."""
+    hdr = like.header.copy()
+    hdr.set_data_dtype(np.uint8)
+    if len(hdr.get_zooms()) > 3:
+        hdr.set_data_shape(mask.shape)
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), like.affine, hdr), str(out_file))
+    return str(out_file)
 
 
 def per_slice_pld(pld, n_slices):
@@ -126,9 +171,11 @@ def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str
 
 
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
-            extra: dict | None = None, denoised_file=None) -> str:
+            extra: dict | None = None, denoised_file=None, unreliable_file=None) -> str:
     """Write the one-row QC table of a run (TSV with a header); with ``denoised_file``, the
-    structure of what the denoiser removed (``denoise_residual_structure_pct``)."""
+    structure of what the denoiser removed (``denoise_residual_structure_pct``); with
+    ``unreliable_file``, the percentage of the brain mask whose CBF was filled because motion
+    left no usable ΔM there (``motion_filled_pct``)."""
     cbf, _ = load(cbf_file)
     gm, _ = load(gm_file)
     wm, _ = load(wm_file)
@@ -141,6 +188,10 @@ def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out
         denoised, _ = load(denoised_file)
         row['denoise_residual_structure_pct'] = qcu.structured_residual_pct(cbf - denoised,
                                                                             mask)
+    if unreliable_file:
+        unreliable, _ = load(unreliable_file)
+        row['motion_filled_pct'] = round(
+            float(100.0 * np.mean(unreliable[mask > 0] > 0)) if np.any(mask > 0) else 0.0, 2)
     with open(out_file, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(row), delimiter='\t', lineterminator='\n')
         w.writeheader()

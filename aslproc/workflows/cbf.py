@@ -29,10 +29,13 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     cbf_denoised
         Denoised CBF (connected when ``settings.denoise``): the QC row measures what the
         denoiser removed.
+    instability
+        The motion step's residual-variance ratio (all zeros when nothing was assessed):
+        voxels that fail its test get their CBF from the voxels around them.
 
     Outputs
     -------
-    cbf, deltam, cbf_smoothed, qc
+    cbf, deltam, cbf_smoothed, qc, unreliable
     """
     wf = LiterateWorkflow(name=name)
     label = {'PCASL': 'pseudo-continuous', 'CASL': 'continuous', 'PASL': 'pulsed'}
@@ -50,10 +53,10 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
            'normalised inside the brain mask.' if settings.smooth_fwhm else '')
     )
     fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
-              'cbf_denoised']
+              'cbf_denoised', 'instability']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
-    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'deltam', 'cbf_smoothed', 'qc']),
-                         name='outputnode')
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=['cbf', 'deltam', 'cbf_smoothed', 'qc', 'unreliable']), name='outputnode')
     quant = spec.sidecar()
     cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
                              params=spec.node_params()), name='compute_cbf')
@@ -65,7 +68,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
                                           SmoothingFWHM=settings.smooth_fwhm)
     wf.connect([
         (inputnode, cbf, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
-                          ('cbf_mask', 'mask_file')]),
+                          ('cbf_mask', 'mask_file'), ('instability', 'instability_file')]),
+        (cbf, qc, [('out_unreliable', 'unreliable_file')]),
         (cbf, smooth, [('out_cbf', 'in_file')]),
         (inputnode, smooth, [('cbf_mask', 'mask_file')]),
         (cbf, qc, [('out_cbf', 'cbf_file')]),
@@ -74,7 +78,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         (cbf, ds['cbf'], [('out_cbf', 'in_file')]),
         (smooth, ds['cbf_smoothed'], [('out_file', 'in_file')]),
         (qc, ds['qc'], [('out_file', 'in_file')]),
-        (cbf, outputnode, [('out_cbf', 'cbf'), ('out_deltam', 'deltam')]),
+        (cbf, outputnode, [('out_cbf', 'cbf'), ('out_deltam', 'deltam'),
+                           ('out_unreliable', 'unreliable')]),
         (smooth, outputnode, [('out_file', 'cbf_smoothed')]),
         (qc, outputnode, [('out_file', 'qc')]),
     ])

@@ -48,6 +48,9 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     asl_series, m0, asl_mask, gm, wm
         Motion-corrected series, M0 map, quantification mask and GM/WM fractions on the ASL
         grid (the fractions restore the tissue means of the plain average).
+    instability
+        The motion step's residual-variance ratio: voxels motion left without a usable ΔM
+        enter the network with the filled value of the plain map, not as outliers.
 
     Outputs
     -------
@@ -79,7 +82,7 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
             'such as a focal deficit, keeps the network\'s value.'
         )
     inputnode = pe.Node(niu.IdentityInterface(fields=['asl_series', 'm0', 'asl_mask', 'gm',
-                                                      'wm']),
+                                                      'wm', 'instability']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_denoised', 'deltam_denoised']),
                          name='outputnode')
@@ -99,7 +102,7 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     wf.connect([
         (inputnode, denoise, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
                               ('asl_mask', 'mask_file'), ('gm', 'gm_file'),
-                              ('wm', 'wm_file')]),
+                              ('wm', 'wm_file'), ('instability', 'instability_file')]),
         (denoise, meta, [('model_name', 'name'), ('model_sha256', 'sha256')]),
         (meta, ds, [('meta', 'meta')]),
         (denoise, ds, [('out_cbf', 'in_file')]),
