@@ -151,8 +151,12 @@ def test_interface_writes_series_confounds_and_references(phantom, tmp_path):
     with open(res.out_confounds) as fobj:
         rows = list(csv.DictReader(fobj, delimiter='\t'))
     assert list(rows[0]) == [
-        'trans_x', 'trans_y', 'trans_z', 'rot_x', 'rot_y', 'rot_z', 'framewise_displacement'
-    ]  # fmt: skip
+        'trans_x', 'trans_y', 'trans_z', 'rot_x', 'rot_y', 'rot_z', 'framewise_displacement',
+        'pair_deviation', 'pair_excluded',
+    ]  # fmt: skip; the phantom moved, so its pairs were tested
+    pairs = [r['pair_excluded'] for r in rows]
+    assert pairs[0] == 'n/a' and set(pairs[1:]) <= {'0', '1'}
+    assert len(res.out_volume_types) == len(TYPES)
     assert len(rows) == len(TYPES)
     assert rows[0]['framewise_displacement'] == 'n/a'
     params = np.array([[float(r[k]) for k in list(r)[:6]] for r in rows])

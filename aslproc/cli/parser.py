@@ -98,8 +98,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument('--motion-compensation', action=argparse.BooleanOptionalAction, default=True,
                    help='after realignment, regress each voxel\'s control/label series on its '
                    'own displacement and remove the motion residue where it is significant '
-                   '(p < 0.01) before subtraction; off: subtract the realigned volumes as they '
-                   'are. A series in which nothing moved is never changed')
+                   '(p < 0.01), leave out pairs whose ΔM departs from the others across the '
+                   'brain (listed in the confounds TSV), and fill the CBF of voxels that motion '
+                   'left far noisier than the brain from the reliable voxels around them '
+                   '(motion_filled_pct in the QC TSV); off: subtract the realigned volumes as '
+                   'they are. A series in which nothing moved is never changed')
     g.add_argument('--pvc', action='store_true',
                    help='also write partial-volume corrected GM and WM CBF (desc-pvcGM_cbf, '
                    'desc-pvcWM_cbf): local linear regression of the plain CBF on the GM/WM '

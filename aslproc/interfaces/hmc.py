@@ -38,6 +38,8 @@ class _MotionCorrectionOutputSpec(TraitedSpec):
     out_instability = File(exists=True, desc='residual variance of each voxel\'s control/label '
                            'values over the noise variance, after compensation (0: not '
                            'assessed)')
+    out_volume_types = traits.List(traits.Str, desc='aslcontext with the control and label '
+                                   'of each excluded pair marked "excluded"')
 
 
 class MotionCorrection(SimpleInterface):
@@ -48,7 +50,7 @@ class MotionCorrection(SimpleInterface):
     output_spec = _MotionCorrectionOutputSpec
 
     def _run_interface(self, runtime):
-        out_file, confounds, reference, m0ref, instability = correct_motion_file(
+        out_file, confounds, reference, m0ref, instability, types = correct_motion_file(
             self.inputs.in_file,
             self.inputs.volume_types,
             os.path.join(runtime.cwd, 'asl_hmc.nii.gz'),
@@ -60,7 +62,7 @@ class MotionCorrection(SimpleInterface):
             compensate=self.inputs.compensate,
         )
         self._results.update(out_file=out_file, out_confounds=confounds, out_reference=reference,
-                             out_instability=instability)
+                             out_instability=instability, out_volume_types=types)
         if m0ref is not None:
             self._results['out_m0ref'] = m0ref
         return runtime

@@ -42,6 +42,8 @@ QC_ROWS = (
     ('dice_asl_t1w', 'Dice, ASL intensity mask vs T1w brain mask', '', (0.6, None)),
     ('denoise_residual_structure_pct', 'structure in what the denoiser removed', '%',
      (None, 1.0)),
+    ('motion_filled_pct', 'brain voxels filled after motion (no usable ΔM)', '%',
+     (None, 10.0)),
     ('n_gm_voxels', f'GM voxels (P > {GM_THRESHOLD})', '', (None, None)),
     ('n_wm_voxels', f'WM voxels (P > {WM_THRESHOLD})', '', (None, None)),
 )
@@ -192,8 +194,9 @@ def registration_figures(settings, spec, work, prefix) -> list[dict]:
     ]
 
 
-def motion_section(settings, spec) -> dict:
-    """Motion figure and one line of numbers (from the confounds derivative)."""
+def motion_section(settings, spec, work=None, prefix=None) -> dict:
+    """Motion figure, the pairs left out and the voxels filled, and one line of numbers
+    (from the confounds derivative and the work directory)."""
     path = out_path(settings, spec, 'confounds')
     cols = read_tsv(path) if path.is_file() else {}
     fd = cols.get('framewise_displacement', np.array([]))
@@ -202,12 +205,51 @@ def motion_section(settings, spec) -> dict:
                f'mm; {len(outliers)} outlier(s) (FD > {figures.FD_THRESHOLD} mm)'
                f"{': volumes ' + ', '.join(map(str, outliers)) if outliers else ''}."
                if np.isfinite(fd).any() else '')
+    summary += pairs_summary(cols)
     fig = _figure('motion', 'Head motion',
                   'Rigid-body parameters of each volume relative to its volume-type mean, '
-                  'and framewise displacement (Power et al. 2012); outlier volumes are shaded.',
+                  'and framewise displacement (Power et al. 2012); outlier volumes are shaded, '
+                  'the volumes of pairs left out of the averages are marked in blue.',
                   lambda: figures.motion_figure(cols) if cols else
                   'not available: no confounds file (motion correction did not finish)')
-    return {'summary': summary, 'figures': [fig], 'outliers': outliers}
+    figs = [fig]
+    unreliable = work.value(f'{prefix}/cbf_wf/compute_cbf', 'out_unreliable') if prefix else None
+    cbf_file = out_path(settings, spec, 'cbf')
+    if unreliable and Path(unreliable).is_file() and cbf_file.is_file():
+        filled = Volume.load(unreliable)
+        if filled.data.any():
+            def draw():
+                cbf = Volume.load(cbf_file)
+                return figures.plane_grid(cbf, [(filled, [0.5], figures.EDGE)], box=cbf.box())
+
+            figs.append(_figure(
+                'motion-filled', 'Voxels filled after motion',
+                'Plain-average CBF with the outline (red) of the voxels whose control/label '
+                'values motion left far noisier than the rest of the brain: their CBF is '
+                'interpolated from the reliable voxels around them, not measured.', draw))
+    return {'summary': summary, 'figures': figs, 'outliers': outliers}
+
+
+def pairs_summary(cols: dict) -> str:
+    """One sentence on the pair test of the confounds columns ('' when it did not run).
+
+    >>> print(pairs_summary({'pair_excluded': np.array([np.nan, 0, 0, 1, 1]),
+    ...                      'pair_deviation': np.array([np.nan, 1, 1, 4.2, 4.2])}).strip())
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Pair test: 1 of 2 pairs left out of every average (volumes 3, 4;
+    deviation 4.2 × the typical pair).
+    """
+    excluded = cols.get('pair_excluded')
+    if excluded is None or not np.isfinite(excluded).any():
+        return ''
+    n_pairs = int(np.isfinite(excluded).sum() // 2)
+    vols = np.flatnonzero(np.nan_to_num(excluded) > 0)
+    if not vols.size:
+        return f' Pair test: none of the {n_pairs} pairs departed from the others.'
+    dev = sorted({round(float(d), 1) for d in cols['pair_deviation'][vols]}, reverse=True)
+    return (f' Pair test: {vols.size // 2} of {n_pairs} pairs left out of every average '
+            f"(volumes {', '.join(map(str, vols.tolist()))}; deviation "
+            f"{', '.join(f'{d:g}' for d in dev)} × the typical pair).")
 
 
 def _tissue(settings, spec, work, prefix, cbf_file, label) -> np.ndarray | None:
@@ -315,5 +357,5 @@ def run_context(settings, spec, index: int, work) -> dict:
     return {'index': index, 'name': Path(spec.asl_file).name,
             'inputs': inputs_rows(settings, spec), 'params': spec.sidecar(),
             'registration': registration_figures(settings, spec, work, prefix),
-            'motion': motion_section(settings, spec),
+            'motion': motion_section(settings, spec, work, prefix),
             'cbf': cbf_section(settings, spec, work, prefix), 'qc': qc_table(settings, spec)}

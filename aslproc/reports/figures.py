@@ -111,9 +111,16 @@ def motion_figure(confounds: dict, threshold: float = FD_THRESHOLD) -> bytes:
     axes[2].plot(fd, color='k', lw=1.2, marker='.', label='FD')
     axes[2].axhline(threshold, color='r', ls='--', lw=0.8, label=f'{threshold} mm')
     axes[2].plot(outliers, fd[outliers], 'rx', ms=8, mew=2, label='outlier')
+    excluded = np.flatnonzero(np.nan_to_num(np.asarray(
+        confounds.get('pair_excluded', np.zeros(fd.size)), dtype=float)) > 0)
+    if excluded.size:
+        axes[2].plot(excluded, np.nan_to_num(fd[excluded]), 'bs', ms=6, mfc='none',
+                     label='pair left out')
     for ax, unit in zip(axes, ('translation (mm)', 'rotation (deg)', 'FD (mm)'), strict=True):
         for t in outliers:
             ax.axvspan(t - 0.5, t + 0.5, color='r', alpha=0.15, lw=0)
+        for t in excluded:
+            ax.axvspan(t - 0.5, t + 0.5, color='b', alpha=0.12, lw=0)
         ax.set_ylabel(unit, fontsize=9)
         ax.legend(fontsize=7, ncol=4, loc='upper right')
         ax.grid(alpha=0.3)

@@ -34,6 +34,7 @@ import numpy as np
 
 from aslproc.utils.motion_reliability import instability_ratio
 from aslproc.utils.motion_residue import compensate_motion_residue
+from aslproc.utils.pair_rejection import pair_volumes, reject_pairs
 from aslproc.utils.registration import (
     ants_affine,
     ants_threads,
@@ -251,16 +252,39 @@ def _estimate(images, groups, workdir):
     return totals, means[ref_group]
 
 
-def write_confounds(params: np.ndarray, out_file: str | os.PathLike) -> str:
-    """Write motion parameters + FD as a BIDS confounds TSV (first FD is ``n/a``)."""
+def write_confounds(params: np.ndarray, out_file: str | os.PathLike,
+                    pair_columns: dict | None = None) -> str:
+    """Write motion parameters + FD as a BIDS confounds TSV (first FD is ``n/a``).
+
+    ``pair_columns`` (from :func:`pair_columns`) adds one column per name, with a value for
+    the control and label volume of each pair and ``n/a`` for the other volumes.
+    """
     fd = framewise_displacement(params)
-    lines = ['\t'.join((*PARAM_NAMES, 'framewise_displacement'))]
+    extra = pair_columns or {}
+    lines = ['\t'.join((*PARAM_NAMES, 'framewise_displacement', *extra))]
     for t, row in enumerate(params):
         cells = [f'{v:.6g}' for v in row] + ['n/a' if t == 0 else f'{fd[t]:.6g}']
+        cells += [extra[k].get(t, 'n/a') for k in extra]
         lines.append('\t'.join(cells))
     with open(out_file, 'w') as fobj:
         fobj.write('\n'.join(lines) + '\n')
     return os.fspath(out_file)
+
+
+def pair_columns(volume_types: Sequence[str], deviations: np.ndarray, excluded: np.ndarray
+                 ) -> dict:
+    """Confounds columns of the pair test: ``pair_deviation`` (over the typical pair) and
+    ``pair_excluded`` (1 when left out of every average), per volume of each pair.
+
+    >>> pair_columns(['m0scan', 'control', 'label'], np.array([3.2]), np.array([True]))
+    {'pair_deviation': {1: '3.2', 2: '3.2'}, 'pair_excluded': {1: '1', 2: '1'}}
+    """
+    dev, exc = {}, {}
+    for k, (c, lab) in enumerate(pair_volumes(volume_types)):
+        if k < len(deviations):
+            dev[c] = dev[lab] = f'{deviations[k]:.3g}'
+            exc[c] = exc[lab] = str(int(bool(excluded[k])))
+    return {'pair_deviation': dev, 'pair_excluded': exc}
 
 
 def correct_motion_file(
@@ -274,16 +298,19 @@ def correct_motion_file(
     *,
     num_threads: int | None = None,
     compensate: bool = True,
-) -> tuple[str, str, str, str | None, str | None]:
-    """File layer of :func:`correct_motion`, followed (``compensate``) by the
-    motion-compensated subtraction of :mod:`aslproc.utils.motion_residue` and the test of
-    what it leaves (:func:`aslproc.utils.motion_reliability.instability_ratio`).
+) -> tuple[str, str, str, str | None, str | None, list[str]]:
+    """File layer of :func:`correct_motion`, followed (``compensate``) by the motion-robust
+    steps: the motion-compensated subtraction of :mod:`aslproc.utils.motion_residue`, the
+    test of whole pairs (:mod:`aslproc.utils.pair_rejection`) and the test of each voxel
+    (:func:`aslproc.utils.motion_reliability.instability_ratio`).
 
-    Writes the corrected series (input header and affine), the confounds TSV, the mean
-    control/label reference and, when ``out_m0ref`` is given and the series has m0scan
-    volumes, their corrected mean (returned as ``None`` otherwise). ``out_instability`` gets
-    each voxel's residual variance over the noise variance, after compensation; it is all
-    zeros (nothing assessed) when nothing was resampled or ``compensate`` is off.
+    Writes the corrected series (input header and affine), the confounds TSV (with the pair
+    test's columns when it ran), the mean control/label reference and, when ``out_m0ref`` is
+    given and the series has m0scan volumes, their corrected mean (returned as ``None``
+    otherwise). ``out_instability`` gets each voxel's residual variance over the noise
+    variance; it is all zeros (nothing assessed) when nothing was resampled or ``compensate``
+    is off. The last item returned is the aslcontext with excluded pairs marked
+    :data:`~aslproc.utils.pair_rejection.EXCLUDED` (the input's when nothing was tested).
     """
     img = nib.load(os.fspath(in_file))
     data = np.asanyarray(img.dataobj, dtype=np.float32)
@@ -292,11 +319,14 @@ def correct_motion_file(
     )
     moved = bool(np.any(np.abs(corrected - data) > 0))
     ratio = np.zeros(reference.shape, dtype=np.float32)
+    types, columns = [str(v) for v in volume_types], None
     if compensate and moved:
         head = reference > 0.05 * np.percentile(reference, 99)
         corrected, _ = compensate_motion_residue(corrected, img.affine, volume_types, params,
                                                  head)
-        ratio = instability_ratio(corrected, volume_types, head)
+        types, deviations, excluded = reject_pairs(corrected, volume_types, head)
+        columns = pair_columns(volume_types, deviations, excluded)
+        ratio = instability_ratio(corrected, types, head)
     header = img.header.copy()
     header.set_data_dtype(np.float32)
     nib.Nifti1Image(corrected, img.affine, header).to_filename(os.fspath(out_file))
@@ -310,8 +340,8 @@ def correct_motion_file(
         return os.fspath(path)
 
     save3d(reference, out_reference)
-    write_confounds(params, out_confounds)
+    write_confounds(params, out_confounds, columns)
     m0_idx = group_volumes(volume_types).get('m0')
     m0ref = save3d(corrected[..., m0_idx].mean(axis=3), out_m0ref) if m0_idx else None
     return (os.fspath(out_file), os.fspath(out_confounds), os.fspath(out_reference), m0ref,
-            save3d(ratio, out_instability))
+            save3d(ratio, out_instability), types)

@@ -45,6 +45,8 @@ ALPHA = 1e-3
 MIN_VOLUMES = 6
 #: Quantile of the residual variances at which they are matched to the noise distribution.
 NOISE_QUANTILE = 0.10
+#: Static signal over noise SD above which a voxel's variance measures the noise.
+MIN_SNR = 5.0
 #: Gaussian SD (voxels) of the unguided fill; doubled until every unreliable voxel is reached.
 FILL_SD_VOX = 0.7
 #: Spatial SD (voxels) of the guided fill, and the guide difference (fraction of its brain
@@ -119,16 +121,28 @@ def instability_ratio(series: np.ndarray, volume_types: Sequence[str], head: np.
     """Residual variance of every voxel over the noise variance of the ``head`` (1: noise-
     like).
 
-    The noise level is estimated inside ``head`` (:func:`noise_variance`), the ratio given
-    everywhere, the rim around the head included (resampling rings there). All zeros when
-    there are fewer than :data:`MIN_VOLUMES` control and label volumes (nothing assessed).
+    The noise level is estimated inside ``head`` (:func:`noise_variance`) where the mean
+    static signal is at least :data:`MIN_SNR` times the noise SD: in magnitude images the
+    variance of a dim voxel (scalp, or static tissue under background suppression) is below
+    that of the noise (Rician statistics), and matching the quantile there would call the
+    brain unstable. The ratio is given everywhere, the rim around the head included
+    (resampling rings there). All zeros when there are fewer than :data:`MIN_VOLUMES` control
+    and label volumes (nothing assessed).
     """
     variance, n = residual_variance(series, volume_types)
+    zeros = np.zeros(series.shape[:3], dtype=np.float32)
     if n < MIN_VOLUMES or not np.any(head):
-        return np.zeros(series.shape[:3], dtype=np.float32)
+        return zeros
+    kinds = np.array([str(v).lower() for v in volume_types])
+    static = np.abs(series[..., (kinds == 'control') | (kinds == 'label')].mean(axis=-1))
     noise = noise_variance(variance, head, n - 2)
+    for _ in range(3):
+        bright = (head > 0) & (static > MIN_SNR * np.sqrt(max(noise, 0.0)))
+        if bright.sum() < 100:
+            break
+        noise = noise_variance(variance, bright, n - 2)
     if not noise > 0:
-        return np.zeros(series.shape[:3], dtype=np.float32)
+        return zeros
     return np.maximum(variance / noise, 1e-6).astype(np.float32)
 
 

@@ -67,13 +67,17 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         + ('Where the realigned control/label series of a voxel still varied with that '
            "voxel's own displacement (F-test of a voxelwise regression on the three "
            'displacement components, p < 0.01), the fitted motion term was removed before '
-           'subtraction (motion-compensated subtraction). Voxels whose control/label values '
-           'still varied far beyond the noise of the brain (residual variance over the noise '
-           'variance, matched at its 10th percentile, above the χ² quantile of p = 0.001) '
-           'were judged to carry no usable ΔM, and their CBF was replaced by the precision-'
-           'weighted (M0²/variance) local mean of the CBF around them; their share of the '
-           'brain is reported in the QC table. ' if settings.motion_compensation
-           else '')
+           'subtraction (motion-compensated subtraction). A control/label pair whose ΔM '
+           'departed from the median of the pairs across the brain (median squared difference '
+           'more than twice that of the typical pair and more than 3.5 robust SDs above it; '
+           'after SCORE, Dolui et al., 2017) was left out of every average, as listed in the '
+           'confounds file. Voxels whose control/label values still varied far beyond the '
+           'noise of the brain (residual variance over the noise variance, matched at its '
+           '10th percentile, above the χ² quantile of p = 0.001) were judged to carry no '
+           'usable ΔM, and their CBF was replaced by the precision-weighted (M0²/variance) '
+           'local mean of the CBF around them, taken from neighbours of similar mean static '
+           'signal; their share of the brain is reported in the QC table. '
+           if settings.motion_compensation else '')
         + f'The M0 was taken as M0Type "{spec.m0_type}" prescribes. {ref_kind.capitalize()} '
         'was registered rigidly to the T1w image (mutual information), and the T1w brain '
         'mask and tissue maps were carried to the ASL grid through that transform.'
@@ -116,7 +120,8 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         (to_asl['mask'], cbf_mask, [('out_file', 'in_file')]),
         (hmc, cbf_wf, [('out_file', 'inputnode.asl_series'),
                        ('out_confounds', 'inputnode.confounds'),
-                       ('out_instability', 'inputnode.instability')]),
+                       ('out_instability', 'inputnode.instability'),
+                       ('out_volume_types', 'inputnode.volume_types')]),
         (m0, cbf_wf, [('out_file', 'inputnode.m0')]),
         (binarize, cbf_wf, [('out_file', 'inputnode.asl_mask')]),
         (cbf_mask, cbf_wf, [('out_file', 'inputnode.cbf_mask')]),
@@ -156,7 +161,8 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
         dn_wf = init_denoise_wf(spec=spec, settings=settings, sources=sources)
         wf.connect([
             (hmc, dn_wf, [('out_file', 'inputnode.asl_series'),
-                          ('out_instability', 'inputnode.instability')]),
+                          ('out_instability', 'inputnode.instability'),
+                          ('out_volume_types', 'inputnode.volume_types')]),
             (m0, dn_wf, [('out_file', 'inputnode.m0')]),
             (cbf_mask, dn_wf, [('out_file', 'inputnode.asl_mask')]),
             (to_asl['gm'], dn_wf, [('out_file', 'inputnode.gm')]),

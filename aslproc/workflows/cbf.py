@@ -32,6 +32,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     instability
         The motion step's residual-variance ratio (all zeros when nothing was assessed):
         voxels that fail its test get their CBF from the voxels around them.
+    volume_types
+        The motion step's aslcontext, in which excluded pairs are marked (the run's own
+        aslcontext until connected).
 
     Outputs
     -------
@@ -53,8 +56,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
            'normalised inside the brain mask.' if settings.smooth_fwhm else '')
     )
     fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
-              'cbf_denoised', 'instability']
+              'cbf_denoised', 'instability', 'volume_types']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
+    inputnode.inputs.volume_types = list(spec.volume_types)
     outputnode = pe.Node(niu.IdentityInterface(
         fields=['cbf', 'deltam', 'cbf_smoothed', 'qc', 'unreliable']), name='outputnode')
     quant = spec.sidecar()
@@ -68,7 +72,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
                                           SmoothingFWHM=settings.smooth_fwhm)
     wf.connect([
         (inputnode, cbf, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
-                          ('cbf_mask', 'mask_file'), ('instability', 'instability_file')]),
+                          ('cbf_mask', 'mask_file'), ('instability', 'instability_file'),
+                          ('volume_types', 'volume_types')]),
         (cbf, qc, [('out_unreliable', 'unreliable_file')]),
         (cbf, smooth, [('out_cbf', 'in_file')]),
         (inputnode, smooth, [('cbf_mask', 'mask_file')]),

@@ -51,6 +51,8 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     instability
         The motion step's residual-variance ratio: voxels motion left without a usable ΔM
         enter the network with the filled value of the plain map, not as outliers.
+    volume_types
+        The motion step's aslcontext, excluded pairs marked (the run's own until connected).
 
     Outputs
     -------
@@ -82,8 +84,9 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
             'such as a focal deficit, keeps the network\'s value.'
         )
     inputnode = pe.Node(niu.IdentityInterface(fields=['asl_series', 'm0', 'asl_mask', 'gm',
-                                                      'wm', 'instability']),
+                                                      'wm', 'instability', 'volume_types']),
                         name='inputnode')
+    inputnode.inputs.volume_types = list(spec.volume_types)
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_denoised', 'deltam_denoised']),
                          name='outputnode')
     denoise = pe.Node(
@@ -102,7 +105,8 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
     wf.connect([
         (inputnode, denoise, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
                               ('asl_mask', 'mask_file'), ('gm', 'gm_file'),
-                              ('wm', 'wm_file'), ('instability', 'instability_file')]),
+                              ('wm', 'wm_file'), ('instability', 'instability_file'),
+                              ('volume_types', 'volume_types')]),
         (denoise, meta, [('model_name', 'name'), ('model_sha256', 'sha256')]),
         (meta, ds, [('meta', 'meta')]),
         (denoise, ds, [('out_cbf', 'in_file')]),
