@@ -13,9 +13,9 @@ pose). Both go through the pipeline's motion step (:func:`aslproc.utils.motion.c
 and, by default, :func:`aslproc.utils.motion_residue.compensate_motion_residue`); CBF comes
 from the plain pair average with the series' own M0 (:func:`aslproc.utils.cbf.cbf_map`) and is
 scored against the true CBF in the brain (GM + WM): PSNR, |GM bias|, and the difference to the
-twin. Rows: none (no realignment), realigned, realigned + compensation, and compensation +
-the fill of the voxels that motion left without a usable ΔM
-(:mod:`aslproc.utils.motion_reliability`, the default).
+twin. Rows: none (no realignment), realigned, realigned + compensation, and the pipeline's
+default (:func:`aslproc.utils.motion.motion_robust_steps`: compensation, the pair test, and
+the fill of the voxels that motion left without a usable ΔM).
 
 Writes ``benchmarks/motion_synth.json`` and ``benchmarks/motion_synth.md``.
 """
@@ -34,8 +34,7 @@ import numpy as np
 
 from aslproc import synth
 from aslproc.utils.cbf import cbf_map, m0_map, mean_delta_m
-from aslproc.utils.motion import correct_motion
-from aslproc.utils.motion_reliability import instability_ratio
+from aslproc.utils.motion import correct_motion, motion_robust_steps
 from aslproc.utils.motion_residue import compensate_motion_residue
 from aslproc.utils.quantify import static_mean, unreliable_and_filled
 
@@ -93,10 +92,13 @@ def run_case(config: synth.SynthConfig, seed: int) -> dict:
     row['seconds_compensate'] = round(time.perf_counter() - start, 1)
     row['compensated'] = score(plain_cbf(compensated, sim)[0], truth, brain, gm)
     row['compensated_fraction'] = round(float(changed[head].mean()), 3)
-    filled, unreliable = plain_cbf(compensated, sim,
-                                   instability_ratio(compensated, sim.volume_types, head))
+    robust, types, ratio, (_, excluded) = motion_robust_steps(
+        corrected, sim.asl_affine, sim.volume_types, params, reference)
+    filled, unreliable = plain_cbf(robust, dataclasses.replace(sim, volume_types=tuple(types)),
+                                   ratio)
     row['filled'] = score(filled, truth, brain, gm)
     row['filled_fraction'] = round(float(unreliable[brain].mean()), 3)
+    row['pairs_excluded'] = int(excluded.sum())
     for key in ('none', 'realigned', 'compensated', 'filled'):
         row[key]['vs_twin_db'] = round(row[key]['psnr'] - row['twin']['psnr'], 2)
     return row
@@ -133,8 +135,8 @@ def table(rows: list, meta: dict) -> str:
              'seeds; Δ = difference to the still twin; bias = max |GM bias| over seeds.', '',
              '| background | motion | pairs | twin | none Δ | realigned Δ | compensated Δ | '
              'compensated max abs GM bias % | + filled Δ (default) | filled max abs GM bias % | '
-             'filled % of brain | realign s | compensate s |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'filled % of brain | pairs left out | realign s | compensate s |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     keys = sorted({(r['background'], r['motion'], r['pairs']) for r in rows},
                   key=lambda k: (k[0], k[1], k[2]))
     for key in keys:
@@ -151,6 +153,7 @@ def table(rows: list, meta: dict) -> str:
             f"{mean(lambda r: r['filled']['vs_twin_db']):+.2f} | "
             f"{max(abs(r['filled']['gm_bias_pct']) for r in sel):.1f} | "
             f"{mean(lambda r: 100 * r['filled_fraction']):.1f} | "
+            f"{sum(r['pairs_excluded'] for r in sel)} | "
             f"{mean(lambda r: r['seconds_realign']):.1f} | "
             f"{mean(lambda r: r['seconds_compensate']):.1f} |")
     return '\n'.join(lines) + '\n'

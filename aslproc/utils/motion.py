@@ -287,6 +287,23 @@ def pair_columns(volume_types: Sequence[str], deviations: np.ndarray, excluded: 
     return {'pair_deviation': dev, 'pair_excluded': exc}
 
 
+def motion_robust_steps(corrected: np.ndarray, affine: np.ndarray, volume_types: Sequence[str],
+                        params: np.ndarray, reference: np.ndarray) -> tuple:
+    """What follows realignment of a series that moved: motion-compensated subtraction
+    (:mod:`aslproc.utils.motion_residue`), the pair test (:mod:`aslproc.utils.pair_rejection`)
+    and the voxel test (:func:`aslproc.utils.motion_reliability.instability_ratio`), all
+    inside the head (the reference above 5 % of its 99th percentile).
+
+    Returns the compensated series, the aslcontext with excluded pairs marked, the
+    instability ratio map, and (pair deviations, excluded pairs).
+    """
+    head = reference > 0.05 * np.percentile(reference, 99)
+    compensated, _ = compensate_motion_residue(corrected, affine, volume_types, params, head)
+    types, deviations, excluded = reject_pairs(compensated, volume_types, head)
+    ratio = instability_ratio(compensated, types, head)
+    return compensated, types, ratio, (deviations, excluded)
+
+
 def correct_motion_file(
     in_file: str | os.PathLike,
     volume_types: Sequence[str],
@@ -321,12 +338,9 @@ def correct_motion_file(
     ratio = np.zeros(reference.shape, dtype=np.float32)
     types, columns = [str(v) for v in volume_types], None
     if compensate and moved:
-        head = reference > 0.05 * np.percentile(reference, 99)
-        corrected, _ = compensate_motion_residue(corrected, img.affine, volume_types, params,
-                                                 head)
-        types, deviations, excluded = reject_pairs(corrected, volume_types, head)
+        corrected, types, ratio, (deviations, excluded) = motion_robust_steps(
+            corrected, img.affine, volume_types, params, reference)
         columns = pair_columns(volume_types, deviations, excluded)
-        ratio = instability_ratio(corrected, types, head)
     header = img.header.copy()
     header.set_data_dtype(np.float32)
     nib.Nifti1Image(corrected, img.affine, header).to_filename(os.fspath(out_file))
