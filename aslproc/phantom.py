@@ -192,19 +192,28 @@ def random_anatomy(rng: np.random.Generator, base: Anatomy, scale: float = 0.06,
     return Anatomy(affine=base.affine.copy(), **warped), dict(affine=mat.tolist(), warp_mm=warp_mm)
 
 
-def _place_lesions(rng, anat, n, radius, hypo, hyper):
-    """Non-overlapping spheres centred in GM-rich voxels; returns (factor map, labels, list)."""
+def _place_lesions(rng, anat, n, radius, hypo, hyper, border_fraction=0.0):
+    """Non-overlapping spheres centred in GM-rich voxels (a ``border_fraction`` of them on the
+    GM/WM border: GM within 2 mm of WM); returns (factor map, labels, ids, list)."""
     factor = np.ones(anat.shape, np.float32)
     labels = np.zeros(anat.shape, np.uint8)
+    ids = np.zeros(anat.shape, np.uint16)
     vox = anat.voxel_mm
     world_idx = np.ogrid[tuple(slice(0, s) for s in anat.shape)]
     candidates = np.argwhere(anat.gm > 0.6)
+    border = None
+    if border_fraction > 0:
+        reach = int(max(np.round(2.0 / vox.min()), 1))
+        near_wm = ndimage.binary_dilation(anat.wm > 0.5, iterations=reach)
+        border = np.argwhere((anat.gm > 0.6) & near_wm)
     tissue = np.isin(anat.seg(), (1, 2))  # labelled where the truth segmentation says GM or WM
     placed = []
     for _ in range(50 * max(n, 1)):
         if len(placed) >= n or not len(candidates):
             break
-        centre = candidates[rng.integers(len(candidates))]
+        on_border = border is not None and len(border) > 0 and rng.random() < border_fraction
+        pool = border if on_border else candidates
+        centre = pool[rng.integers(len(pool))]
         r = float(rng.uniform(*radius))
         if any(np.linalg.norm((centre - p['centre_vox']) * vox) < r + p['radius_mm']
                for p in placed):
@@ -217,16 +226,44 @@ def _place_lesions(rng, anat, n, radius, hypo, hyper):
         f = float(rng.uniform(*(hypo if kind == 'hypo' else hyper)))
         factor[sphere] = f
         labels[sphere & tissue] = 1 if kind == 'hypo' else 2
+        ids[sphere & tissue] = len(placed) + 1
         world = (anat.affine[:3, :3] @ centre + anat.affine[:3, 3]).round(2).tolist()
         placed.append(dict(kind=kind, factor=f, radius_mm=r, centre_vox=centre.tolist(),
-                           centre_mm=world))
-    return factor, labels, placed
+                           centre_mm=world, border=bool(on_border)))
+    return factor, labels, ids, placed
+
+
+def territory_fields(rng: np.random.Generator, anat: Anatomy, n: int, cbf=(0.75, 1.25),
+                     att_s=(-0.3, 0.3), edge_mm: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` territory-like regions (nearest of ``n`` random brain points), each with its own
+    CBF factor and ATT offset (s), with borders softened by a Gaussian of ``edge_mm``.
+
+    >>> from aslproc.mni_head import load_anatomy
+    >>> f, a = territory_fields(np.random.default_rng(0), load_anatomy(4.0), 3)
+    >>> 0.75 <= float(f.min()) and float(f.max()) <= 1.25, float(np.abs(a).max()) <= 0.3
+    (True, True)
+    """
+    pts = np.argwhere(anat.mask)
+    seeds = pts[rng.choice(len(pts), n, replace=False)] * anat.voxel_mm
+    factors, offsets = rng.uniform(*cbf, n), rng.uniform(*att_s, n)
+    axes = [np.arange(s) * v for s, v in zip(anat.shape, anat.voxel_mm, strict=True)]
+    nearest = np.zeros(anat.shape, np.intp)
+    best = np.full(anat.shape, np.inf)
+    for k, c in enumerate(seeds):
+        d2 = sum(((a - ck) ** 2).reshape([-1 if i == j else 1 for j in range(3)])
+                 for i, (a, ck) in enumerate(zip(axes, c, strict=True)))
+        closer = d2 < best
+        nearest[closer], best[closer] = k, d2[closer]
+    sigma = edge_mm / anat.voxel_mm
+    return (ndimage.gaussian_filter(factors[nearest], sigma).astype(np.float32),
+            ndimage.gaussian_filter(offsets[nearest], sigma).astype(np.float32))
 
 
 def perfusion_maps(rng: np.random.Generator, anat: Anatomy, *, gm_cbf=(60.0, 8.0),
                    wm_cbf=(22.0, 4.0), cbf_variation=0.15, n_lesions=(1, 3),
                    lesion_radius=(8.0, 20.0), hypo=(0.3, 0.6), hyper=(1.5, 2.0),
-                   att_range=(0.7, 1.6), wm_att_delay=0.3, m0_scale=1000.0, coil=0.2) -> dict:
+                   att_range=(0.7, 1.6), wm_att_delay=0.3, m0_scale=1000.0, coil=0.2,
+                   territories: int = 0, border_fraction: float = 0.0) -> dict:
     """True perfusion of one head on the anatomy grid.
 
     Parameters
@@ -244,12 +281,17 @@ def perfusion_maps(rng: np.random.Generator, anat: Anatomy, *, gm_cbf=(60.0, 8.0
         which is added in proportion to the WM fraction.
     m0_scale, coil : float
         M0 of pure water, and the amplitude of the smooth receive-coil sensitivity.
+    territories : int
+        Territory-like regions with their own CBF and ATT (:func:`territory_fields`); 0: none.
+    border_fraction : float
+        Share of the lesions centred on the GM/WM border rather than inside GM.
 
     Returns
     -------
     dict
         ``cbf`` (ml/100 g/min), ``att`` (s), ``m0`` (equilibrium M0 times coil sensitivity),
-        ``lesion`` (uint8: 0 none, 1 hypo, 2 hyper), all float32 except the labels, and ``info``
+        ``lesion`` (uint8: 0 none, 1 hypo, 2 hyper), ``lesion_id`` (uint16: 0 none, k the k-th
+        lesion of ``info['lesions']``), all float32 except the labels, and ``info``
         (``gm_cbf``, ``wm_cbf``, ``lesions``).
     """
     shape = anat.shape
@@ -262,9 +304,13 @@ def perfusion_maps(rng: np.random.Generator, anat: Anatomy, *, gm_cbf=(60.0, 8.0
     pd = sum(PROTON_DENSITY[t] * frac for t, frac in anat.fractions().items())
     m0 = m0_scale * pd * (1.0 + coil * smooth_field(rng, shape, 3))
     n = int(rng.integers(n_lesions[0], n_lesions[1] + 1))
-    factor, lesion, placed = _place_lesions(rng, anat, n, lesion_radius, hypo, hyper)
+    factor, lesion, ids, placed = _place_lesions(rng, anat, n, lesion_radius, hypo, hyper,
+                                                 border_fraction)
+    if territories:  # drawn last: the other maps do not depend on it
+        t_cbf, t_att = territory_fields(rng, anat, territories)
+        cbf, att = cbf * t_cbf, np.maximum(att + t_att, 0.1)
     return dict(cbf=(cbf * factor).astype(np.float32), att=att.astype(np.float32),
-                m0=m0.astype(np.float32), lesion=lesion,
+                m0=m0.astype(np.float32), lesion=lesion, lesion_id=ids,
                 info=dict(gm_cbf=f_gm, wm_cbf=f_wm, lesions=placed))
 
 

@@ -44,8 +44,15 @@ READOUT_3D, READOUT_SLICE = 0.5, 0.04
 #: Head pose amplitude (mm and degrees) when ``pose=True``.
 POSE_DEFAULT = 3.0
 M0_TYPES = ('Included', 'Separate', 'Estimate', 'Absent')  #: The BIDS M0Type values.
+#: Perfusion presets (keyword arguments of :func:`aslproc.phantom.perfusion_maps`):
+#: 'heterogeneous' is the lesion benchmark's (issue 12): a ±25 % smooth field, 4 territories
+#: with their own CBF (×0.75-1.25) and ATT (±0.3 s), lesions of 6-25 mm diameter, hypo
+#: ×0.2-0.6 or hyper ×1.5-2.0, half of them on the GM/WM border.
+PERFUSION = {'standard': {},
+             'heterogeneous': dict(cbf_variation=0.25, territories=4, lesion_radius=(3.0, 12.5),
+                                   hypo=(0.2, 0.6), border_fraction=0.5)}
 _CHOICES = {'label': ('PCASL', 'PASL'), 'm0_type': M0_TYPES, 'readout': ('3D', '2D'),
-            'noise': ('rician', 'gaussian')}
+            'noise': ('rician', 'gaussian'), 'perfusion': tuple(PERFUSION)}
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class SynthConfig:
     seed: int = 0
     m0_tr: float = 6.0
     att_range: tuple | None = None
+    perfusion: str = 'standard'
 
     def __post_init__(self):
         put = functools.partial(object.__setattr__, self)
@@ -93,6 +101,7 @@ class SynthConfig:
         put('m0_type', self.m0_type.capitalize())
         put('readout', self.readout.upper())
         put('noise', self.noise.lower())
+        put('perfusion', self.perfusion.lower())
         put('lesions', tuple(int(n) for n in np.atleast_1d(self.lesions)[[0, -1]]))
         fov = mni_head.fov_mm(self.t1w_voxel)
         default = fov / np.asarray(self.asl_matrix) if self.asl_matrix else 4.0
@@ -226,7 +235,8 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     anat, anat_info = phantom.random_anatomy(rng, mni_head.load_anatomy(config.t1w_voxel))
     att_range = config.att_range or ((0.7, 1.6) if config.label == 'PCASL' else (0.4, 1.0))
     t1w = phantom.t1w_image(rng, anat)  # drawn first: the T1w never depends on the perfusion
-    maps = phantom.perfusion_maps(rng, anat, n_lesions=config.lesions, att_range=att_range)
+    maps = phantom.perfusion_maps(rng, anat, n_lesions=config.lesions, att_range=att_range,
+                                  **PERFUSION[config.perfusion])
     imager = _Imager(anat, config)
     head0 = imager.head(pose := phantom.random_rigid(rng, config.pose_mm))
     types = ['m0scan'] * (config.m0_type == 'Included') + ['control', 'label'] * config.n_pairs
@@ -255,7 +265,7 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     truth['seg'] = phantom.segment(pv['gm'], pv['wm'], pv['csf'])
     truth.update(pvgm=pv['gm'], pvwm=pv['wm'])  # partial-volume fractions on the ASL grid
     hr_truth = dict(cbf=maps['cbf'], att=maps['att'], cleandm=dm, cleanm0=m0, seg=anat.seg(),
-                    lesion=maps['lesion'].astype(np.uint16))
+                    lesion=maps['lesion'].astype(np.uint16), lesionid=maps['lesion_id'])
     sigma = float(truth['cleanm0'][truth['seg'] > 0].mean() / config.snr)
     asl = np.empty(imager.shape + (len(types),), np.float32)
     for t, kind in enumerate(types):
@@ -386,6 +396,8 @@ _CLI = [
     ('--m0-tr', 'm0_tr', float, 'RepetitionTimePreparation of the M0 scan, s'),
     ('--field-strength', 'field_strength', float, 'magnetic field strength, T'),
     ('--lesions', 'lesions', int, 'focal CBF lesions per subject: N, or MIN MAX'),
+    ('--perfusion', 'perfusion', str.lower, 'perfusion preset: standard, or heterogeneous '
+     '(lesion benchmark: territories, 6-25 mm lesions, GM/WM border)'),
     ('--still-twin', 'still_twin', _flag, 'draw the motion but image every volume at the '
      'reference position: the motion-free twin, same noise'),
     ('--seed', 'seed', int, 'random seed (subject i uses the seed sequence [seed, i])'),

@@ -221,3 +221,22 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([str(tmp_path / 'x'), '--m0', 'absent', '--bs-pulses', '2'])
     assert err.value.code == 2
+
+
+def test_heterogeneous_perfusion_has_territories_and_border_lesions():
+    """The lesion benchmark's preset: 6-25 mm lesions, some on the GM/WM border, each with its
+    own id in the truth, and CBF that varies within grey matter beyond the standard field."""
+    kw = dict(asl_voxel=6.0, t1w_voxel=3.0, n_pairs=1, pose=0, lesions=(6, 6), seed=4)
+    het = simulate_subject(np.random.default_rng([4, 0]),
+                           SynthConfig(perfusion='heterogeneous', **kw))
+    std = simulate_subject(np.random.default_rng([4, 0]), SynthConfig(**kw))
+    lesions = het.info['lesions']
+    assert all(6.0 <= 2 * les['radius_mm'] <= 25.0 for les in lesions)
+    assert any(les['border'] for les in lesions) and not any(
+        les['border'] for les in std.info['lesions'])
+    ids = het.hr_truth['lesionid']
+    assert set(np.unique(ids)) == set(range(len(lesions) + 1))
+    gm = (het.hr_truth['seg'] == 1) & (het.hr_truth['lesion'] == 0)
+    gm_std = (std.hr_truth['seg'] == 1) & (std.hr_truth['lesion'] == 0)
+    spread = np.std(het.hr_truth['cbf'][gm]) / np.mean(het.hr_truth['cbf'][gm])
+    assert spread > np.std(std.hr_truth['cbf'][gm_std]) / np.mean(std.hr_truth['cbf'][gm_std])
