@@ -185,7 +185,8 @@ def score(case: Path, deriv: Path, desc: str) -> dict:
                 gm_bias_pct=row['gm_bias_pct'], average_psnr=summ['average_psnr'],
                 average_ccc=summ['average_ccc'], gauss_psnr=summ['gauss_psnr'],
                 gauss_ccc=summ['gauss_ccc'], gauss_fwhm=row['gauss_oracle']['fwhm'],
-                own_average_psnr=summ.get('own_average_psnr'), **les)
+                own_average_psnr=summ.get('own_average_psnr'),
+                own_gauss_psnr=summ.get('own_gauss_oracle_psnr'), **les)
 
 
 def markdown(rows: list, title: str) -> str:
@@ -197,3 +198,57 @@ def markdown(rows: list, title: str) -> str:
     for r in rows:
         out.append('| ' + ' | '.join(str(r.get(c, '')) for c in cols) + ' |')
     return '\n'.join(out) + '\n'
+
+
+def lesion_contrasts(case: Path, map_file: Path, min_diameter_mm: float = 8.0,
+                     shell_mm: float = 10.0) -> list[dict]:
+    """Per-lesion contrast error of a native-grid CBF map (issue 12's definition).
+
+    Contrast = mean CBF of the lesion's GM voxels over the mean of the GM within
+    ``shell_mm`` around it (outside every lesion), in the map and in score.py's reference
+    (white-paper CBF of the noise-free twin); error = map / reference − 1, in %. Lesions come
+    from ``truth/sub-01_hrlesionid`` (the simulator: one id per lesion, diameter from
+    params.json) or ``truth/sub-01_gtlesion`` (the public lesion case: 1 hypo, 2 hyper, 12 mm);
+    those smaller than ``min_diameter_mm`` are skipped.
+    """
+    sys.path.insert(0, str(Path(SCORE).parent))
+    import score as sc  # noqa: PLC0415 - the independent scorer's own reference
+
+    truth = case / 'truth'
+    meta = json.loads((case / 'bids/sub-01/perf/sub-01_asl.json').read_text())
+    ref = sc.wp_cbf(nib.load(str(truth / 'sub-01_cleandm.nii.gz')).get_fdata(),
+                    nib.load(str(truth / 'sub-01_cleanm0.nii.gz')).get_fdata(), meta)
+    grid = nib.load(str(truth / 'sub-01_cleandm.nii.gz'))
+    seg = nib.load(str(truth / 'sub-01_seg.nii.gz')).get_fdata()
+    m0 = nib.load(str(truth / 'sub-01_cleanm0.nii.gz')).get_fdata()
+    gm = (seg == 1) & (m0 > 0.1 * m0.max())
+    x = np.asarray(nib.load(str(map_file)).dataobj, dtype=np.float64)
+    ids_file = truth / 'sub-01_hrlesionid.nii.gz'
+    if ids_file.exists():
+        params = json.loads((truth / 'params.json').read_text())
+        info = next(iter(params['subjects'].values()))['lesions']
+        sizes = {k + 1: (les['kind'], 2 * les['radius_mm'], les.get('border', False))
+                 for k, les in enumerate(info)}
+    else:
+        ids_file = truth / 'sub-01_gtlesion.nii.gz'
+        sizes = {1: ('hypo', 12.0, False), 2: ('hyper', 12.0, False)}
+        if not ids_file.exists():  # a case without lesions (dro-public)
+            return []
+    lab_img = nib.load(str(ids_file))
+    ids = sc.resample_to(np.asarray(lab_img.dataobj, np.float64), lab_img.affine, ref.shape,
+                         grid.affine, 0).round().astype(int)
+    vox = np.sqrt((grid.affine[:3, :3] ** 2).sum(0))
+    out = []
+    for k, (kind, diameter, border) in sizes.items():
+        roi = gm & (ids == k)
+        if diameter < min_diameter_mm or roi.sum() < 3:
+            continue
+        dist = ndimage.distance_transform_edt(ids != k, sampling=vox)
+        shell = gm & (ids == 0) & (dist <= shell_mm)
+        if shell.sum() < 3:
+            continue
+        cx, cr = x[roi].mean() / x[shell].mean(), ref[roi].mean() / ref[shell].mean()
+        out.append({'lesion': k, 'kind': kind, 'diameter_mm': round(diameter, 1),
+                    'border': border, 'voxels': int(roi.sum()), 'ref_contrast': round(cr, 3),
+                    'contrast': round(cx, 3), 'err_pct': round(100 * (cx / cr - 1), 1)})
+    return out

@@ -126,6 +126,10 @@ def test_flags_and_learned_maps(run):
     before = mpimg.imread(io.BytesIO(base64.b64decode(_figures(run['html'])['cbf'])))
     after = mpimg.imread(io.BytesIO(base64.b64decode(_figures(html)['cbf'])))
     assert after.shape[0] > 1.5 * before.shape[0]  # four rows of maps instead of two
+    # what each learned stage removed, one row per stage
+    res = mpimg.imread(io.BytesIO(base64.b64decode(_figures(html)['residuals'])))
+    assert res.shape[0] > 1.5 * before.shape[0] / 2 and 'What the learned stages removed' in html
+    assert 'denoiser: plain − denoised' not in run['html']
 
 
 def test_missing_outputs_are_stated(run):

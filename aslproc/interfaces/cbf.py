@@ -142,6 +142,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     denoised_file = File(exists=True, desc='denoised CBF (adds the residual-structure metric)')
     unreliable_file = File(exists=True, desc='voxels whose CBF motion left to be filled '
                            '(adds motion_filled_pct)')
+    sr_info = traits.Dict(desc='what the super-resolution did (adds its residual structure)')
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -160,7 +161,8 @@ class ComputeQC(SimpleInterface):
             i.cbf_file, i.gm_file, i.wm_file, i.confounds_file, i.mask_file, i.ref_file,
             _out(runtime, 'qc.tsv'), extra=i.extra or None,
             denoised_file=i.denoised_file if isdefined(i.denoised_file) else None,
-            unreliable_file=i.unreliable_file if isdefined(i.unreliable_file) else None)
+            unreliable_file=i.unreliable_file if isdefined(i.unreliable_file) else None,
+            sr_info=i.sr_info if isdefined(i.sr_info) else None)
         return runtime
 
 

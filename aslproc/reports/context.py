@@ -20,6 +20,7 @@ import numpy as np
 from aslproc.bids.naming import derivative_path
 from aslproc.reports import figures
 from aslproc.reports.images import Volume, robust_max
+from aslproc.reports.residuals import residual_scale, stage_residuals
 from aslproc.reports.workdir import SWITCHES
 from aslproc.utils.qc import GM_THRESHOLD, WM_THRESHOLD, qc_metrics
 from aslproc.workflows.outputs import OUTPUTS
@@ -41,6 +42,8 @@ QC_ROWS = (
     ('max_fd', 'maximum framewise displacement', 'mm', (None, 3.0)),
     ('dice_asl_t1w', 'Dice, ASL intensity mask vs T1w brain mask', '', (0.6, None)),
     ('denoise_residual_structure_pct', 'structure in what the denoiser removed', '%',
+     (None, 1.0)),
+    ('sr_residual_structure_pct', 'structure in what the super-resolution changed', '%',
      (None, 1.0)),
     ('motion_filled_pct', 'brain voxels filled after motion (no usable ΔM)', '%',
      (None, 10.0)),
@@ -223,7 +226,7 @@ def motion_section(settings, spec, work=None, prefix=None) -> dict:
                 return figures.plane_grid(cbf, [(filled, [0.5], figures.EDGE)], box=cbf.box())
 
             figs.append(_figure(
-                'motion-filled', 'Voxels filled after motion',
+                'motionfill', 'Voxels filled after motion',
                 'Plain-average CBF with the outline (red) of the voxels whose control/label '
                 'values motion left far noisier than the rest of the brain: their CBF is '
                 'interpolated from the reliable voxels around them, not measured.', draw))
@@ -312,13 +315,25 @@ def cbf_section(settings, spec, work, prefix) -> dict:
                      lambda: figures.cbf_mosaic({k: v[2] for k, v in maps.items()}, box=box,
                                                 vmax=vmax) if maps else
                      'not available: no CBF map was written')
+    residuals = stage_residuals({lab: v[2] for lab, v in maps.items()},
+                                {lab: v[1] for lab, v in maps.items()},
+                                out_path(settings, spec, 'xfm')) if maps else {}
+    res_fig = _figure(
+        'residuals', 'What the learned stages removed',
+        'Each learned stage\'s input minus its output, on the slices of the CBF maps: the '
+        'denoiser\'s on the ASL grid, the super-resolution\'s on the T1w grid (linear '
+        'upsampling of its input minus its output). Red: CBF the stage removed, blue: CBF it '
+        'added. Noise should look like noise; a lesion-shaped patch means the stage changed '
+        'perfusion there (the QC table gives one number per stage).',
+        lambda: figures.residual_mosaic(residuals, box=box, scale=residual_scale(residuals)))
     hist = _figure('histograms', 'Grey- and white-matter CBF',
                    f'CBF where P(GM) > {GM_THRESHOLD} and P(WM) > {WM_THRESHOLD} inside the '
                    'brain mask (voxel counts), one panel per map; vertical lines mark the '
                    'means, taken over all values including those off the axis.',
                    lambda: figures.tissue_histograms(tissue, vmax=vmax) if tissue else
                    'not available: no CBF map with tissue maps')
-    return {'status': status, 'figures': [mosaic, hist], 'tissue_rows': rows,
+    figs = [mosaic, res_fig, hist] if residuals else [mosaic, hist]
+    return {'status': status, 'figures': figs, 'tissue_rows': rows,
             'tissue_header': [f'{lab} ({unit})' if unit else lab
                               for _, lab, unit, _ in QC_ROWS[:4]],
             'tissue_usual': [usual(*rng) for *_, rng in QC_ROWS[:4]]}

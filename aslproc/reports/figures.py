@@ -168,6 +168,31 @@ def cbf_mosaic(maps: dict, *, box, vmax: float, n_cuts: int = 7) -> bytes:
     return _png(fig)
 
 
+def residual_mosaic(residuals: dict, *, box, scale: float, n_cuts: int = 7) -> bytes:
+    """One row of axial slices per learned stage's residual (its input − its output), at the
+    same world z as :func:`cbf_mosaic`, on one symmetric scale (red: the stage removed CBF,
+    blue: it added CBF)."""
+    cmap = colormaps['RdBu_r'].with_extremes(bad='black')
+    fig = Figure(figsize=(1.45 * n_cuts + 1.2, 1.75 * len(residuals) + 0.4),
+                 layout='constrained')
+    axes = fig.subplots(len(residuals), n_cuts, squeeze=False)
+    im = None
+    for row, (name, (vol, support)) in enumerate(residuals.items()):
+        for col, mm in enumerate(cuts(box[0][2], box[1][2], n_cuts)):
+            ax = axes[row, col]
+            shown = np.ma.array(vol.plane(2, mm), mask=~support.plane(2, mm).astype(bool))
+            im = ax.imshow(shown, origin='lower', cmap=cmap, vmin=-scale, vmax=scale,
+                           extent=vol.extent(2), interpolation='nearest')
+            ax.set_facecolor('black')
+            _frame(ax, box, 0, 1, margin=3.0)
+            if row == 0:
+                ax.set_title(f'z = {mm:.0f} mm', fontsize=8)
+            if col == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.colorbar(im, ax=axes, extend='both', shrink=0.85, label='removed ' + CBF_LABEL)
+    return _png(fig)
+
+
 def tissue_histograms(values: dict, *, vmax: float) -> bytes:
     """Histograms of grey- and white-matter CBF, one panel per map, common axes.
 

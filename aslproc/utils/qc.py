@@ -82,6 +82,7 @@ def structured_residual_pct(residual: np.ndarray, mask: np.ndarray, sigma_vox: f
     if inside.sum() < 10:
         return float('nan')
     sig = (sigma_vox, sigma_vox) + (0.0,) * (residual.ndim - 2)
+    residual = np.asarray(residual, dtype=np.float64)
     weight = ndimage.gaussian_filter(inside.astype(float), sig)
     low = ndimage.gaussian_filter(np.where(inside, residual, 0.0), sig) / np.maximum(weight,
                                                                                     1e-6)

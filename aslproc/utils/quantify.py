@@ -171,11 +171,13 @@ def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str
 
 
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
-            extra: dict | None = None, denoised_file=None, unreliable_file=None) -> str:
+            extra: dict | None = None, denoised_file=None, unreliable_file=None,
+            sr_info: dict | None = None) -> str:
     """Write the one-row QC table of a run (TSV with a header); with ``denoised_file``, the
     structure of what the denoiser removed (``denoise_residual_structure_pct``); with
     ``unreliable_file``, the percentage of the brain mask whose CBF was filled because motion
-    left no usable ΔM there (``motion_filled_pct``)."""
+    left no usable ΔM there (``motion_filled_pct``); with ``sr_info`` (the super-resolution's
+    info), the structure in what it changed (``sr_residual_structure_pct``)."""
     cbf, _ = load(cbf_file)
     gm, _ = load(gm_file)
     wm, _ = load(wm_file)
@@ -192,6 +194,8 @@ def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out
         unreliable, _ = load(unreliable_file)
         row['motion_filled_pct'] = round(
             float(100.0 * np.mean(unreliable[mask > 0] > 0)) if np.any(mask > 0) else 0.0, 2)
+    if sr_info and 'residual_structure_pct' in sr_info:
+        row['sr_residual_structure_pct'] = sr_info['residual_structure_pct']
     with open(out_file, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(row), delimiter='\t', lineterminator='\n')
         w.writeheader()

@@ -178,5 +178,6 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
             (inputnode, sr_wf, [('t1w', 'inputnode.t1w'), ('t1w_mask', 'inputnode.t1w_mask'),
                                 ('gm', 'inputnode.gm'), ('wm', 'inputnode.wm')]),
             (sr_wf, outputnode, [('outputnode.cbf_sr', 'cbf_sr')]),
+            (sr_wf, cbf_wf, [('outputnode.info', 'inputnode.sr_info')]),
         ])
         wf.connect(native[0], native[1], sr_wf, 'inputnode.cbf')

@@ -35,6 +35,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     volume_types
         The motion step's aslcontext, in which excluded pairs are marked (the run's own
         aslcontext until connected).
+    sr_info
+        What the super-resolution did (connected when ``settings.sr``): the QC row takes its
+        residual-structure number.
 
     Outputs
     -------
@@ -56,7 +59,7 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
            'normalised inside the brain mask.' if settings.smooth_fwhm else '')
     )
     fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
-              'cbf_denoised', 'instability', 'volume_types']
+              'cbf_denoised', 'instability', 'volume_types', 'sr_info']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     inputnode.inputs.volume_types = list(spec.volume_types)
     outputnode = pe.Node(niu.IdentityInterface(
@@ -90,6 +93,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     ])
     if settings.denoise:
         wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
+    if settings.sr:
+        wf.connect(inputnode, 'sr_info', qc, 'sr_info')
     if settings.pvc:
         _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
                  inputnode=inputnode, cbf=cbf)

@@ -72,7 +72,7 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
     inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask', 'gm',
                                                       'wm']),
                         name='inputnode')
-    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr']), name='outputnode')
+    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr', 'info']), name='outputnode')
     sr = pe.Node(SuperResolve(levels=levels, iters=-1 if iters is None else int(iters),
                               baseline=baseline,
                               device=device, num_threads=nthreads),
@@ -89,7 +89,7 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         (sr, meta, [('info', 'info')]),
         (sr, ds, [('out_file', 'in_file')]),
         (meta, ds, [('meta', 'meta')]),
-        (sr, outputnode, [('out_file', 'cbf_sr')]),
+        (sr, outputnode, [('out_file', 'cbf_sr'), ('info', 'info')]),
     ])
     if baseline:
         for key, port in (('cbf_srlinear', 'out_linear'), ('cbf_srcubic', 'out_cubic')):
