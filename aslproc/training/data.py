@@ -48,8 +48,14 @@ class Subject:
     params: dict           # quantify parameters (per-slice PLD as (1, 1, Z))
 
 
-def random_config(rng: np.random.Generator, n_pairs: int = N_PAIRS) -> tuple[SynthConfig, int]:
-    """A random clinical-like acquisition and the decimation factors (in-plane, slice)."""
+def random_config(rng: np.random.Generator, n_pairs: int = N_PAIRS,
+                  heterogeneous: float = 0.0) -> tuple[SynthConfig, int]:
+    """A random clinical-like acquisition and the decimation factors (in-plane, slice).
+
+    With probability ``heterogeneous`` the subject's perfusion is the lesion benchmark's
+    preset (:data:`aslproc.synth.PERFUSION`: territories, 6-25 mm lesions, GM/WM border);
+    the draw is made only when ``heterogeneous`` > 0, so other streams are unchanged.
+    """
     label = 'PASL' if rng.random() < 0.25 else 'PCASL'
     inplane = rng.uniform(2.5, 4.0)
     thick = rng.uniform(6.0, 8.0) if rng.random() < 0.6 else rng.uniform(3.5, 6.0)
@@ -69,6 +75,8 @@ def random_config(rng: np.random.Generator, n_pairs: int = N_PAIRS) -> tuple[Syn
         noise='gaussian' if rng.random() < 0.2 else 'rician', lesions=(3, 8),
         m0_tr=float(rng.choice([6.0, 10.0])), seed=int(rng.integers(1 << 30)),
         att_range=att_range)
+    if heterogeneous > 0 and rng.random() < heterogeneous:
+        config = SynthConfig(**{**config.__dict__, 'perfusion': 'heterogeneous'})
     return config, (factor, zfactor)
 
 
@@ -82,13 +90,13 @@ def _block(a: np.ndarray, k: tuple) -> np.ndarray:
     return a[::k[0], ::k[0], ::k[1]]
 
 
-def make_subject(rng: np.random.Generator, n_pairs: int = N_PAIRS, quick: bool = False
-                 ) -> Subject:
+def make_subject(rng: np.random.Generator, n_pairs: int = N_PAIRS, quick: bool = False,
+                 heterogeneous: float = 0.0) -> Subject:
     """Simulate one random subject (a few seconds) and reduce it to a :class:`Subject`.
 
     ``quick`` uses a 4 mm anatomy and 8 mm ASL voxels (a fraction of a second; tests).
     """
-    config, k = random_config(rng, n_pairs)
+    config, k = random_config(rng, n_pairs, heterogeneous)
     if quick:
         config, k = SynthConfig(**{**config.__dict__, 't1w_voxel': 4.0, 'asl_voxel': 8.0,
                                    'asl_matrix': None, 'readout': '3D', 'snr': 300.0}), (1, 1)
@@ -299,11 +307,13 @@ def batch(rng: np.random.Generator, bank: list, channels, size: int = 16, patch:
     return out
 
 
-def _simulate(key: tuple) -> Subject:
-    return make_subject(np.random.default_rng(list(key)))
+def _simulate(job: tuple) -> Subject:
+    key, heterogeneous = job
+    return make_subject(np.random.default_rng(list(key)), heterogeneous=heterogeneous)
 
 
-def make_bank(n: int, seed: int, cache=None, workers: int = 1) -> list:
+def make_bank(n: int, seed: int, cache=None, workers: int = 1, heterogeneous: float = 0.0
+              ) -> list:
     """``n`` subjects (subject ``i`` from ``default_rng([seed, i])``), cached in a pickle file.
 
     The cache is keyed by the caller (path); an existing file with at least ``n`` subjects is
@@ -319,12 +329,12 @@ def make_bank(n: int, seed: int, cache=None, workers: int = 1) -> list:
             bank = pickle.load(f)  # noqa: S301 - our own cache file
         if len(bank) >= n:
             return bank[:n]
-    keys = [(seed, i) for i in range(n)]
+    jobs = [((seed, i), heterogeneous) for i in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            bank = list(pool.map(_simulate, keys))
+            bank = list(pool.map(_simulate, jobs))
     else:
-        bank = [_simulate(k) for k in keys]
+        bank = [_simulate(j) for j in jobs]
     logger.info('simulated %d training subjects', n)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)

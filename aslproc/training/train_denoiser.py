@@ -63,6 +63,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     p.add_argument('--checkpoint-every', type=int, default=250)
     p.add_argument('--m0', action='store_true', help='add the relative M0 input channel')
+    p.add_argument('--heterogeneous', type=float, default=0.0,
+                   help="share of subjects with the lesion benchmark's heterogeneous perfusion "
+                   '(territories, 6-25 mm lesions, GM/WM border)')
     p.add_argument('--quick', action='store_true', help='tiny model and data, seconds')
     return p
 
@@ -91,7 +94,7 @@ def _banks(args):
                 for i in range(2)]
         return subj, subj
     bank = data.make_bank(args.subjects + args.val_subjects, args.seed, cache=args.bank,
-                          workers=args.sim_workers)
+                          workers=args.sim_workers, heterogeneous=args.heterogeneous)
     return bank[:args.subjects], bank[args.subjects:]
 
 
