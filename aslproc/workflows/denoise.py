@@ -67,10 +67,10 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
         'noise error and the error of the CBF given by the same kinetic model. The network '
         'sees ΔM in CBF-like units for the slice and its two neighbours, and the noise level '
         'estimated from the spread of the pairs. The tissue means of the plain-average CBF, '
-        'which noise does not bias, were restored as a gain: the difference between the plain '
-        'and the denoised map was regressed on the denoised map times the grey- and '
-        'white-matter fractions and on the denoised map itself (three coefficients per run), '
-        'so that a focal lesion keeps its contrast relative to its tissue.'
+        'which noise does not bias, were restored as a gain: the denoised map was multiplied '
+        'by 1 + a·GM + b·WM + c, with the three coefficients chosen so that its grey-matter-'
+        'weighted, white-matter-weighted and plain means over the brain equal those of the '
+        'plain map, so that a focal lesion keeps its contrast relative to its tissue.'
     )
     if settings.denoise_pv:
         wf.__desc__ += (
