@@ -264,6 +264,7 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
     pv = {k: imager.sample(k, getattr(anat, k), head0) for k in ('gm', 'wm', 'csf')}
     truth['seg'] = phantom.segment(pv['gm'], pv['wm'], pv['csf'])
     truth.update(pvgm=pv['gm'], pvwm=pv['wm'])  # partial-volume fractions on the ASL grid
+    truth['lesion'] = imager.sample('lesion', maps['lesion'] > 0, head0)  # lesion fraction
     hr_truth = dict(cbf=maps['cbf'], att=maps['att'], cleandm=dm, cleanm0=m0, seg=anat.seg(),
                     lesion=maps['lesion'].astype(np.uint16), lesionid=maps['lesion_id'])
     sigma = float(truth['cleanm0'][truth['seg'] > 0].mean() / config.snr)

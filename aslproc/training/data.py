@@ -46,6 +46,7 @@ class Subject:
     pvgm: np.ndarray       # true GM and WM partial-volume fractions on the ASL grid
     pvwm: np.ndarray
     params: dict           # quantify parameters (per-slice PLD as (1, 1, Z))
+    lesion: np.ndarray | None = None  # lesion fraction on the ASL grid (None: older banks)
 
 
 def random_config(rng: np.random.Generator, n_pairs: int = N_PAIRS,
@@ -117,7 +118,8 @@ def make_subject(rng: np.random.Generator, n_pairs: int = N_PAIRS, quick: bool =
                    cleanm0=_block(sim.truth['cleanm0'], k).astype(np.float32),
                    mask=mask, wm=wm.astype(np.float32), params=params,
                    pvgm=_block(sim.truth['pvgm'], k).astype(np.float32),
-                   pvwm=_block(sim.truth['pvwm'], k).astype(np.float32))
+                   pvwm=_block(sim.truth['pvwm'], k).astype(np.float32),
+                   lesion=_block(sim.truth['lesion'], k).astype(np.float32))
 
 
 #: Fraction of samples whose perfusion contrast is re-drawn by :func:`augment_contrast`.
@@ -222,8 +224,22 @@ def draw_pair_count(rng: np.random.Generator, available: int) -> int:
     return int(np.clip(np.round(np.exp(rng.uniform(0, np.log(available + 0.5)))), 1, available))
 
 
+#: Extra weight of the kinetic loss in lesion voxels (``--lesion-weight``; 0: none).
+LESION_WEIGHT = 0.0
+
+
+def loss_weights(subj: Subject, lesion_weight: float) -> np.ndarray:
+    """Kinetic-loss weights: 1 in the loss mask, ``1 + lesion_weight`` in and one voxel around
+    focal lesions (their area is small, so a plain MSE barely sees a lesion filled in)."""
+    mask = (subj.mask & (subj.cleanm0 > 0.1 * subj.cleanm0.max())).astype(np.float32)
+    if not lesion_weight or subj.lesion is None:
+        return mask
+    near = ndimage.binary_dilation(subj.lesion > 0.2, np.ones((3, 3, 1), bool))
+    return mask * (1.0 + lesion_weight * near)
+
+
 def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
-           n_slices: int = 2) -> dict:
+           n_slices: int = 2, lesion_weight: float = LESION_WEIGHT) -> dict:
     """Random pair subset of one subject → ``n_slices`` training patches (numpy, float32).
 
     Returns a dict of arrays with a leading sample axis: ``inputs`` (N, C, H, W), ``noisy``
@@ -245,7 +261,7 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
     x_true = cleandm * norm['to_x']
     noise = norm['x'] - np.moveaxis(x_true, -1, 0)
     cbf_true = kinetics.quantify(cleandm, np.maximum(subj.cleanm0, 1e-3), subj.params)
-    loss_mask = subj.mask & (subj.cleanm0 > 0.1 * subj.cleanm0.max())
+    loss_mask = loss_weights(subj, lesion_weight)
     brain_slices = np.flatnonzero(subj.mask.sum(axis=(0, 1)) > 50)
     zs = rng.choice(brain_slices, n_slices, replace=len(brain_slices) < n_slices)
     out = {k: [] for k in ('inputs', 'noisy', 'noise', 'to_x', 'm0', 'cbf_true', 'mask',
@@ -261,7 +277,7 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
         out['sigma'].append(norm['sigma'])
         out['m0'].append(aug(subj.m0[..., z][None]))
         out['cbf_true'].append(aug(cbf_true[..., z][None]))
-        out['mask'].append(aug(loss_mask[..., z][None].astype(np.float32)))
+        out['mask'].append(aug(loss_mask[..., z][None]))
         pz = dict(subj.params)
         if np.ndim(pz['pld']) > 0:
             pz['pld'] = float(np.ravel(pz['pld'])[z])
@@ -297,10 +313,10 @@ def _augmenter(crop: tuple, flips: tuple):
     return aug
 
 
-def batch(rng: np.random.Generator, bank: list, channels, size: int = 16, patch: int = 64
-          ) -> dict:
+def batch(rng: np.random.Generator, bank: list, channels, size: int = 16, patch: int = 64,
+          lesion_weight: float = LESION_WEIGHT) -> dict:
     """A training batch of ``size`` patches, two slices from each of ``size // 2`` draws."""
-    parts = [sample(rng, bank[rng.integers(len(bank))], channels, patch, 2)
+    parts = [sample(rng, bank[rng.integers(len(bank))], channels, patch, 2, lesion_weight)
              for _ in range(max(1, size // 2))]
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != 'params'}
     out['params'] = [q for p in parts for q in p['params']]

@@ -24,12 +24,15 @@ logger = logging.getLogger(__name__)
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None
                ) -> torch.Tensor:
-    """Mean squared difference of each sample (B, ...) over ``mask > 0`` (all when None).
+    """Mean squared difference of each sample (B, ...) weighted by ``mask`` (a 0/1 mask or
+    non-negative weights; all voxels alike when None).
 
     >>> masked_mse(torch.tensor([[1., 3.]]), torch.zeros(1, 2), torch.tensor([[0., 1.]]))
     tensor([9.])
+    >>> masked_mse(torch.tensor([[1., 3.]]), torch.zeros(1, 2), torch.tensor([[1., 3.]]))
+    tensor([7.])
     """
-    w = torch.ones_like(a) if mask is None else (mask > 0).to(a.dtype)
+    w = torch.ones_like(a) if mask is None else torch.clamp(mask.to(a.dtype), min=0.0)
     dims = tuple(range(1, a.dim()))
     return torch.sum(w * (a - b) ** 2, dim=dims) / torch.clamp(w.sum(dim=dims), min=1.0)
 

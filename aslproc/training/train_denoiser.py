@@ -63,6 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     p.add_argument('--checkpoint-every', type=int, default=250)
     p.add_argument('--m0', action='store_true', help='add the relative M0 input channel')
+    p.add_argument('--lesion-weight', type=float, default=0.0,
+                   help='extra weight of the kinetic loss in and around focal lesions')
     p.add_argument('--heterogeneous', type=float, default=0.0,
                    help="share of subjects with the lesion benchmark's heterogeneous perfusion "
                    '(territories, 6-25 mm lesions, GM/WM border)')
@@ -126,7 +128,8 @@ def train(args) -> dict:
     t0 = time.time()
     train_bank, val_bank = _banks(args)
     vrng = np.random.default_rng([args.seed, 999])
-    val = [_to_torch(data.batch(vrng, val_bank, channels, args.batch, args.patch))
+    val = [_to_torch(data.batch(vrng, val_bank, channels, args.batch, args.patch,
+                                args.lesion_weight))
            for _ in range(2 if args.quick else 8)]
     sim_s = time.time() - t0
     log_path = args.out / 'loss.csv'
@@ -146,7 +149,8 @@ def train(args) -> dict:
     first_val = validate() if start == 0 else float('nan')
     history = []
     for step in range(start + 1, args.steps + 1):
-        b = _to_torch(data.batch(rng, train_bank, channels, args.batch, args.patch))
+        b = _to_torch(data.batch(rng, train_bank, channels, args.batch, args.patch,
+                                 args.lesion_weight))
         loss, terms = _loss(model, b, args.lam, channels)
         opt.zero_grad()
         loss.backward()
