@@ -22,7 +22,7 @@ from tests.conftest import make_dataset
 
 #: Outputs a run with default options must write (the learned stages included).
 DEFAULT = ('anat_mask', 'probseg_gm', 'probseg_wm', 'probseg_csf', 'asl_mask', 'cbf',
-           'cbf_smoothed', 'cbf_denoised', 'cbf_sr', 'confounds', 'qc', 'xfm')
+           'cbf_smoothed', 'cbf_denoised', 'cbf_sr', 'confounds', 'qc', 'xfm', 'motion_filled')
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -137,6 +137,7 @@ BIDSIGNORE = (
     '*/perf/*_cbf.*',
     '*/perf/*_desc-confounds_timeseries.*',
     '*/perf/*_desc-brain_mask.*',
+    '*/perf/*_desc-motionfilled_mask.*',
     'group_*',
 )
 

@@ -70,7 +70,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     smooth = pe.Node(SmoothInMask(fwhm=settings.smooth_fwhm), name='smooth')
     qc = pe.Node(ComputeQC(extra={k: v for k, v in spec.entities.items()}), name='qc')
     ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
-                         quant=quant, sources=sources) for key in ('cbf', 'cbf_smoothed', 'qc')}
+                         quant=quant, sources=sources)
+          for key in ('cbf', 'cbf_smoothed', 'qc', 'motion_filled')}
     ds['cbf_smoothed'].inputs.meta = dict(ds['cbf_smoothed'].inputs.meta,
                                           SmoothingFWHM=settings.smooth_fwhm)
     wf.connect([
@@ -86,6 +87,7 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         (cbf, ds['cbf'], [('out_cbf', 'in_file')]),
         (smooth, ds['cbf_smoothed'], [('out_file', 'in_file')]),
         (qc, ds['qc'], [('out_file', 'in_file')]),
+        (cbf, ds['motion_filled'], [('out_unreliable', 'in_file')]),
         (cbf, outputnode, [('out_cbf', 'cbf'), ('out_deltam', 'deltam'),
                            ('out_unreliable', 'unreliable')]),
         (smooth, outputnode, [('out_file', 'cbf_smoothed')]),

@@ -65,6 +65,11 @@ OUTPUTS = {
     'cbf_srcubic': Output('perf', 'cbf', 'CBF resampled to the T1w grid by cubic-spline '
                           'interpolation (--sr-baseline)', units=CBF_UNITS, quantitative=True,
                           naming={'space': 'T1w', 'desc': 'srcubic'}),
+    'motion_filled': Output('perf', 'mask', 'Voxels whose CBF was interpolated from the '
+                            'reliable voxels around them because head motion left their '
+                            'control/label values far noisier than the brain (no usable ΔM); '
+                            'all zeros when nothing moved', naming={'desc': 'motionfilled'},
+                            meta={'Type': 'ROI'}),
     'confounds': Output('perf', 'timeseries', 'Head-motion parameters and framewise '
                         'displacement of each volume', extension='.tsv',
                         naming={'desc': 'confounds'}),
@@ -85,6 +90,13 @@ TSV_COLUMNS = {
         'rot_z': {'Description': 'rotation about z', 'Units': 'rad'},
         'framewise_displacement': {'Description': 'framewise displacement (Power et al. '
                                    '2012, 50 mm head radius)', 'Units': 'mm'},
+        'pair_deviation': {'Description': 'median over the brain of the squared difference '
+                           "of the pair's ΔM from the pairs' median ΔM, over that of the "
+                           'typical pair (1); n/a for volumes in no pair. Present when the '
+                           'series moved'},
+        'pair_excluded': {'Description': '1 when the pair was left out of every average '
+                          '(deviation above 2 and 3.5 robust SDs above the median), else 0',
+                          'Levels': {'0': 'kept', '1': 'excluded'}},
     },
     'qc': {
         'mean_fd': {'Description': 'mean framewise displacement', 'Units': 'mm'},
@@ -101,6 +113,13 @@ TSV_COLUMNS = {
             'from its median: about 0.01 for pure noise; higher when the denoiser removed '
             'structure (a lesion, an edge, an artefact): look at the residual in the report',
             'Units': '%'},
+        'sr_residual_structure_pct': {
+            'Description': 'the same for what the super-resolution changed (linear upsampling '
+            'of its input minus its output, smoothed over half an ASL voxel, T1w grid)',
+            'Units': '%'},
+        'motion_filled_pct': {
+            'Description': 'percentage of the brain mask whose CBF was interpolated because '
+            'motion left no usable ΔM there (desc-motionfilled_mask)', 'Units': '%'},
     },
 }
 
