@@ -146,50 +146,51 @@ def cbf_mosaic(maps: dict, *, box, vmax: float, n_cuts: int = 7) -> bytes:
     vmax : float
         Top of the colour scale; 0 is the bottom, values below :data:`NEGATIVE` show in cyan.
     """
-    cmap = _cbf_cmap()
-    fig = Figure(figsize=(1.45 * n_cuts + 1.2, 1.75 * len(maps) + 0.4), layout='constrained')
-    axes = fig.subplots(len(maps), n_cuts, squeeze=False)
-    im = None
-    for row, (name, vol) in enumerate(maps.items()):
-        for col, mm in enumerate(cuts(box[0][2], box[1][2], n_cuts)):
-            ax = axes[row, col]
-            plane = vol.plane(2, mm)
-            shown = np.ma.array(np.where((plane < 0) & (plane > NEGATIVE), 0.0, plane),
-                                mask=plane == 0)
-            im = ax.imshow(shown, origin='lower', cmap=cmap, vmin=0,
-                           vmax=vmax, extent=vol.extent(2), interpolation='nearest')
-            ax.set_facecolor('black')
-            _frame(ax, box, 0, 1, margin=3.0)
-            if row == 0:
-                ax.set_title(f'z = {mm:.0f} mm', fontsize=8)
-            if col == 0:
-                ax.set_ylabel(name, fontsize=9)
-    fig.colorbar(im, ax=axes, extend='min', shrink=0.85, label=CBF_LABEL)
-    return _png(fig)
+    def plane(vol):
+        def cut(mm):
+            p = vol.plane(2, mm)
+            return np.ma.array(np.where((p < 0) & (p > NEGATIVE), 0.0, p), mask=p == 0), vol
+        return cut
+
+    return _axial_rows({name: plane(vol) for name, vol in maps.items()}, box=box,
+                       n_cuts=n_cuts, cmap=_cbf_cmap(), vmin=0, vmax=vmax, extend='min',
+                       label=CBF_LABEL)
 
 
 def residual_mosaic(residuals: dict, *, box, scale: float, n_cuts: int = 7) -> bytes:
     """One row of axial slices per learned stage's residual (its input − its output), at the
     same world z as :func:`cbf_mosaic`, on one symmetric scale (red: the stage removed CBF,
     blue: it added CBF)."""
-    cmap = colormaps['RdBu_r'].with_extremes(bad='black')
-    fig = Figure(figsize=(1.45 * n_cuts + 1.2, 1.75 * len(residuals) + 0.4),
-                 layout='constrained')
-    axes = fig.subplots(len(residuals), n_cuts, squeeze=False)
+    def plane(vol, support):
+        return lambda mm: (np.ma.array(vol.plane(2, mm),
+                                       mask=~support.plane(2, mm).astype(bool)), vol)
+
+    return _axial_rows({name: plane(*pair) for name, pair in residuals.items()}, box=box,
+                       n_cuts=n_cuts, cmap=colormaps['RdBu_r'].with_extremes(bad='black'),
+                       vmin=-scale, vmax=scale, extend='both', label='removed ' + CBF_LABEL,
+                       ylabel_size=8)
+
+
+def _axial_rows(rows: dict, *, box, n_cuts: int, cmap, vmin: float, vmax: float, extend: str,
+                label: str, ylabel_size: int = 9) -> bytes:
+    """One row of axial panels per entry (name → function of z in mm giving the masked
+    plane and the Volume it came from), at the same world z, one colour bar."""
+    fig = Figure(figsize=(1.45 * n_cuts + 1.2, 1.75 * len(rows) + 0.4), layout='constrained')
+    axes = fig.subplots(len(rows), n_cuts, squeeze=False)
     im = None
-    for row, (name, (vol, support)) in enumerate(residuals.items()):
+    for row, (name, cut) in enumerate(rows.items()):
         for col, mm in enumerate(cuts(box[0][2], box[1][2], n_cuts)):
             ax = axes[row, col]
-            shown = np.ma.array(vol.plane(2, mm), mask=~support.plane(2, mm).astype(bool))
-            im = ax.imshow(shown, origin='lower', cmap=cmap, vmin=-scale, vmax=scale,
+            shown, vol = cut(mm)
+            im = ax.imshow(shown, origin='lower', cmap=cmap, vmin=vmin, vmax=vmax,
                            extent=vol.extent(2), interpolation='nearest')
             ax.set_facecolor('black')
             _frame(ax, box, 0, 1, margin=3.0)
             if row == 0:
                 ax.set_title(f'z = {mm:.0f} mm', fontsize=8)
             if col == 0:
-                ax.set_ylabel(name, fontsize=8)
-    fig.colorbar(im, ax=axes, extend='both', shrink=0.85, label='removed ' + CBF_LABEL)
+                ax.set_ylabel(name, fontsize=ylabel_size)
+    fig.colorbar(im, ax=axes, extend=extend, shrink=0.85, label=label)
     return _png(fig)
 
 
