@@ -63,6 +63,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     p.add_argument('--checkpoint-every', type=int, default=250)
     p.add_argument('--m0', action='store_true', help='add the relative M0 input channel')
+    p.add_argument('--init', type=Path, default=None,
+                   help='start from these weights (a denoiser.pt or a checkpoint.pt of the '
+                   'same architecture): fine-tuning')
+    p.add_argument('--stop-after', type=int, default=None,
+                   help='stop (and export) after this step of the --steps schedule')
     p.add_argument('--lesion-weight', type=float, default=0.0,
                    help='extra weight of the kinetic loss in and around focal lesions')
     p.add_argument('--heterogeneous', type=float, default=0.0,
@@ -112,6 +117,10 @@ def train(args) -> dict:
     feats = args.features or (4 if args.quick else (48 if args.arch == 'published' else 24))
     kwargs = {'in_channels': len(channels), 'features': feats}
     model = denoiser.build(args.arch, **kwargs)
+    if args.init is not None:
+        blob = torch.load(args.init, map_location='cpu', weights_only=True)
+        model.load_state_dict(blob.get('state_dict', blob.get('model')))
+        logger.info('initialised from %s', args.init)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / args.steps, 1.0))))
@@ -148,7 +157,8 @@ def train(args) -> dict:
 
     first_val = validate() if start == 0 else float('nan')
     history = []
-    for step in range(start + 1, args.steps + 1):
+    last = min(args.steps, args.stop_after or args.steps)
+    for step in range(start + 1, last + 1):
         b = _to_torch(data.batch(rng, train_bank, channels, args.batch, args.patch,
                                  args.lesion_weight))
         loss, terms = _loss(model, b, args.lam, channels)
@@ -159,8 +169,8 @@ def train(args) -> dict:
         sched.step()
         history.append([loss.item(), terms['noise'], terms['kinetic']])
         every = 5 if args.quick else 50
-        if step % every == 0 or step == args.steps:
-            v = validate() if (step % (every * 4) == 0 or step == args.steps) else ''
+        if step % every == 0 or step == last:
+            v = validate() if (step % (every * 4) == 0 or step == last) else ''
             m = np.mean(history[-every:], axis=0)
             writer.writerow([step, *np.round(m, 6), v if v == '' else round(v, 6),
                              sched.get_last_lr()[0], round(time.time() - t0, 1)])
@@ -176,7 +186,9 @@ def train(args) -> dict:
         'arch': args.arch, 'kwargs': kwargs, 'channels': list(channels),
         'normalisation': {'cbf_scale': dnu.CBF_SCALE, 'm0_reference': 'median M0 in mask',
                           'm0_clip': 3.0, 'sigma': 'SD of the mean from the pair spread'},
-        'lambda': args.lam, 'steps': args.steps, 'seed': args.seed, 'batch': args.batch,
+        'lambda': args.lam, 'steps': args.steps, 'stop_after': args.stop_after,
+        'init': str(args.init) if args.init else None, 'heterogeneous': args.heterogeneous,
+        'lesion_weight': args.lesion_weight, 'seed': args.seed, 'batch': args.batch,
         'patch': args.patch, 'lr': args.lr, 'subjects': args.subjects,
         'seconds_total': round(time.time() - t0, 1), 'seconds_simulation': round(sim_s, 1),
         'val_loss_initial': first_val, 'val_loss_final': final_val,
