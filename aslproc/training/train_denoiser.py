@@ -105,6 +105,13 @@ def _banks(args):
     return bank[:args.subjects], bank[args.subjects:]
 
 
+def _logged_seconds(log_path: Path, step: int) -> float:
+    """Training seconds that the log of an interrupted run records up to ``step``."""
+    with open(log_path, newline='') as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r['step']) <= step]
+    return float(rows[-1]['seconds']) if rows else 0.0
+
+
 def train(args) -> dict:
     """Run the training loop described by parsed ``args``; returns the final metadata."""
     torch.manual_seed(args.seed)
@@ -143,6 +150,7 @@ def train(args) -> dict:
     sim_s = time.time() - t0
     log_path = args.out / 'loss.csv'
     new_log = start == 0 or not log_path.exists()
+    earlier_s = 0.0 if new_log else _logged_seconds(log_path, start)
     log = open(log_path, 'w' if new_log else 'a', newline='')
     writer = csv.writer(log)
     if new_log:
@@ -155,7 +163,7 @@ def train(args) -> dict:
         model.train()
         return v
 
-    first_val = validate() if start == 0 else float('nan')
+    first_val = validate() if start == 0 else None
     history = []
     last = min(args.steps, args.stop_after or args.steps)
     for step in range(start + 1, last + 1):
@@ -190,7 +198,8 @@ def train(args) -> dict:
         'init': str(args.init) if args.init else None, 'heterogeneous': args.heterogeneous,
         'lesion_weight': args.lesion_weight, 'seed': args.seed, 'batch': args.batch,
         'patch': args.patch, 'lr': args.lr, 'subjects': args.subjects,
-        'seconds_total': round(time.time() - t0, 1), 'seconds_simulation': round(sim_s, 1),
+        'resumed_from_step': start or None,
+        'seconds_total': round(earlier_s + time.time() - t0, 1), 'seconds_simulation': round(sim_s, 1),
         'val_loss_initial': first_val, 'val_loss_final': final_val,
         'hardware': f'{platform.processor() or platform.machine()}, '
                     f'{torch.get_num_threads()} torch threads, CPU',
