@@ -18,3 +18,13 @@ def test_quick_training(tmp_path):
     assert meta['val_loss_final'] < meta['val_loss_initial']
     assert all(np.isfinite(float(r['loss'])) for r in rows)
     assert meta['lambda'] == 0.2 and meta['channels'] and meta['normalisation']['cbf_scale']
+
+
+def test_logged_seconds_of_an_interrupted_run(tmp_path):
+    """A run resumed from a checkpoint reports the training time its log recorded up to it."""
+    log = tmp_path / 'loss.csv'
+    log.write_text('step,loss,noise,kinetic,val_loss,lr,seconds\n'
+                   '50,1,1,1,,0.001,40.5\n100,1,1,1,0.2,0.001,80.0\n150,1,1,1,,0.001,120.0\n')
+    assert train_denoiser._logged_seconds(log, 100) == 80.0
+    assert train_denoiser._logged_seconds(log, 149) == 80.0
+    assert train_denoiser._logged_seconds(log, 10) == 0.0
