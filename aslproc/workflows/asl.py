@@ -146,7 +146,7 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
     """Connect the denoiser (on the corrected series) and the super-resolution (on the
     denoised CBF when the denoiser runs, else on the plain-average CBF)."""
     native = (cbf_wf, 'outputnode.cbf')
-    if settings.denoise:
+    if settings.denoise and not spec.multi_delay:  # skipped with a reason: see init_cbf_wf
         dn_wf = init_denoise_wf(spec=spec, settings=settings, sources=sources)
         wf.connect([
             (hmc, dn_wf, [('out_file', 'inputnode.asl_series')]),

@@ -65,6 +65,9 @@ OUTPUTS = {
     'cbf_srcubic': Output('perf', 'cbf', 'CBF resampled to the T1w grid by cubic-spline '
                           'interpolation (--sr-baseline)', units=CBF_UNITS, quantitative=True,
                           naming={'space': 'T1w', 'desc': 'srcubic'}),
+    'att': Output('perf', 'att', 'Arterial transit time fitted with CBF to the multi-delay '
+                  'series (general kinetic model, Buxton et al. 1998)', units='s',
+                  quantitative=True),
     'confounds': Output('perf', 'timeseries', 'Head-motion parameters and framewise '
                         'displacement of each volume', extension='.tsv',
                         naming={'desc': 'confounds'}),
@@ -101,8 +104,16 @@ TSV_COLUMNS = {
             'from its median: about 0.01 for pure noise; higher when the denoiser removed '
             'structure (a lesion, an edge, an artefact): look at the residual in the report',
             'Units': '%'},
+        'mean_gm_att': {'Description': 'mean arterial transit time where P(GM) > 0.7 '
+                        '(multi-delay series)', 'Units': 's'},
+        'mean_wm_att': {'Description': 'mean arterial transit time where P(WM) > 0.9 '
+                        '(multi-delay series)', 'Units': 's'},
     },
 }
+#: Description of ``_cbf`` for a multi-delay series, where it comes from the fit, not from the
+#: plain average.
+CBF_FIT_DESCRIPTION = ('CBF fitted voxelwise with the arterial transit time to the mean ΔM of '
+                       'each delay (general kinetic model, Buxton et al. 1998)')
 
 
 def sidecar(key: str, quant: dict | None = None) -> dict:
