@@ -52,6 +52,12 @@ def _is_torch(x) -> bool:
     return type(x).__module__.split('.')[0] == 'torch'
 
 
+def _like(*args):
+    """The first torch tensor among ``args`` (else the first argument): the array kind of
+    the result, so that a tensor arrival time or delay makes the model run in torch."""
+    return next((a for a in args if _is_torch(a)), args[0])
+
+
 class _Namespace:
     """The few array operations the models need, in numpy or in torch.
 
@@ -215,7 +221,7 @@ def pcasl_signal(cbf, m0, pld, tau, att=0.0, t1b=1.65, alpha=0.85, lam=BLOOD_BRA
     >>> float(pcasl_signal(60.0, 100.0, 0.5, 0.5, att=1.5))
     0.0
     """
-    xp = _Namespace(cbf)
+    xp = _Namespace(_like(cbf, att, pld))
     pld, tau, att = xp.asarray(pld), xp.asarray(tau), xp.asarray(att)
     scale = 2.0 * alpha * m0 * (cbf / UNIT_CONVERSION) * t1b / lam
     full = scale * xp.exp(-pld / t1b) * (1.0 - xp.exp(-tau / t1b))
@@ -234,7 +240,7 @@ def pasl_signal(cbf, m0, ti, ti1, att=0.0, t1b=1.65, alpha=0.98, lam=BLOOD_BRAIN
     >>> round(float(pasl_signal(102.52, 100.0, 1.8, 0.8)), 3)
     1.0
     """
-    xp = _Namespace(cbf)
+    xp = _Namespace(_like(cbf, att, ti))
     ti, ti1, att = xp.asarray(ti), xp.asarray(ti1), xp.asarray(att)
     bolus = xp.lib.minimum(xp.clip(ti - att, 0.0, None), ti1)
     return 2.0 * alpha * m0 * (cbf / UNIT_CONVERSION) * xp.exp(-ti / t1b) * bolus / lam
@@ -273,6 +279,52 @@ def forward(cbf, m0, params: dict, att=0.0):
         return pcasl_signal(cbf, m0, params['pld'], params['tau'], att=att, **common)
     if kind == 'PASL':
         return pasl_signal(cbf, m0, params['pld'], params['ti1'], att=att, **common)
+    raise AslMetadataError(f'ArterialSpinLabelingType must be PCASL, CASL or PASL, got {kind!r}')
+
+
+def kinetic_curve(params: dict, att, pld=None):
+    """ΔM/M0 per unit CBF (per ml/100 g/min) of the general kinetic model, arrival time ``att``.
+
+    The single-compartment model of Buxton et al. (1998) in the form of the multi-delay
+    consensus (T1 of tissue = T1 of blood, no outflow): :func:`pcasl_signal` for PCASL/CASL,
+    :func:`pasl_signal` (QUIPSS II / Q2TIPS, bolus duration TI1) for PASL. ΔM is linear in
+    CBF, ``ΔM = CBF · M0 · kinetic_curve(params, att, pld)``; ``pld`` (default
+    ``params['pld']``) is the PLD, or TI for PASL, and broadcasts against ``att``. Torch in
+    either argument gives a torch result.
+
+    PCASL, τ 1.8 s, PLD 1.8 s, bolus arrived: 2·0.85·1.65·e^(−1.8/1.65)·(1 − e^(−1.8/1.65))
+    / (6000·0.9) = 1.1587e-4; arrival 1.5 s at PLD 0.5 s (0.8 s of the bolus in):
+    2·0.85·1.65·e^(−1.5/1.65)·(1 − e^(−0.8/1.65)) / 5400 = 8.041e-5; PASL, TI 1 s, TI1 0.8 s,
+    arrival 0.5 s (0.5 s of the bolus in): 2·0.98·e^(−1/1.65)·0.5 / 5400 = 9.900e-5:
+
+    >>> p = dict(label_type='PCASL', pld=1.8, tau=1.8, t1_blood=1.65, alpha=0.85, lam=0.9)
+    >>> [round(float(kinetic_curve(p, a, d)) * 1e5, 3) for a, d in ((0.5, 1.8), (1.5, 0.5))]
+    [11.587, 8.041]
+    >>> q = dict(label_type='PASL', ti1=0.8, t1_blood=1.65, alpha=0.98, lam=0.9)
+    >>> round(float(kinetic_curve(q, 0.5, 1.0)) * 1e5, 3)
+    9.9
+    """
+    return forward(1.0, 1.0, params if pld is None else dict(params, pld=pld), att=att)
+
+
+def full_bolus_time(params: dict, pld=None):
+    """Latest arrival time (s) for which the whole bolus is in the voxel at the readout.
+
+    After it the general kinetic model no longer depends on the arrival time (T1 of tissue =
+    T1 of blood): a voxel whose every delay is past this time bounds its ATT from above
+    only. (P)CASL: the PLD; PASL: TI − TI1.
+
+    >>> full_bolus_time(dict(label_type='PCASL'), 1.5)
+    1.5
+    >>> round(full_bolus_time(dict(label_type='PASL', ti1=0.7), 1.5), 6)
+    0.8
+    """
+    pld = params['pld'] if pld is None else pld
+    kind = params['label_type']
+    if kind in ('PCASL', 'CASL'):
+        return pld
+    if kind == 'PASL':
+        return pld - params['ti1']
     raise AslMetadataError(f'ArterialSpinLabelingType must be PCASL, CASL or PASL, got {kind!r}')
 
 

@@ -21,7 +21,6 @@ reference head position (no motion); ``hr*`` and ``gtlesion`` truth is on the T1
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -58,9 +57,12 @@ _CHOICES = {'label': ('PCASL', 'PASL'), 'm0_type': M0_TYPES, 'readout': ('3D', '
 @dataclass(frozen=True)
 class SynthConfig:
     """All options of the generator; each field is one command-line option, documented in
-    ``_CLI`` (``python -m aslproc.synth --help``). Strings are case-insensitive; ``pose=True``
-    means ±3 mm and degrees; ``att_range=None`` means 0.7-1.6 s for PCASL and 0.4-1.0 s for
-    PASL (nearer labeling slab); ``asl_voxel``/``asl_matrix`` default to 4 mm covering the head.
+    :mod:`aslproc.synth_cli` (``python -m aslproc.synth --help``). Strings are
+    case-insensitive; ``pose=True`` means ±3 mm and degrees; ``att_range=None`` means 0.7-1.6 s
+    for PCASL and 0.4-1.0 s for PASL (nearer labeling slab); ``asl_voxel``/``asl_matrix``
+    default to 4 mm covering the head.
+    ``plds`` (several delays, or TIs for PASL) makes a multi-delay series of ``n_pairs`` pairs
+    per delay, in blocks; ``slice_timing`` replaces the 2D readout's default (40 ms a slice).
 
     >>> c = SynthConfig(label='pasl', m0_type='separate', asl_matrix=(64, 76, 24))
     >>> c.label, c.m0_type, c.pose_mm, [round(v, 3) for v in c.asl_voxel]
@@ -94,9 +96,14 @@ class SynthConfig:
     m0_tr: float = 6.0
     att_range: tuple | None = None
     perfusion: str = 'standard'
+    plds: tuple = ()
+    slice_timing: tuple = ()
+    labeling_efficiency: float | None = None
 
     def __post_init__(self):
         put = functools.partial(object.__setattr__, self)
+        for name in ('plds', 'slice_timing'):
+            put(name, tuple(float(v) for v in np.atleast_1d(getattr(self, name))))
         put('label', self.label.upper())
         put('m0_type', self.m0_type.capitalize())
         put('readout', self.readout.upper())
@@ -120,6 +127,13 @@ class SynthConfig:
             raise ValueError('motion_mm, jitter_mm, drift_mm and jerks must be >= 0')
         if not 0 < self.bs_residual <= 1:
             raise ValueError('bs_residual must be in (0, 1]')
+        if self.slice_timing and len(self.slice_timing) != self.asl_matrix[2]:
+            raise ValueError(f'slice_timing needs one entry per slice ({self.asl_matrix[2]})')
+
+    @property
+    def delays(self) -> tuple:
+        """The delays of the series (s): ``plds``, else ``(pld,)``."""
+        return self.plds or (self.pld,)
 
     @property
     def pose_mm(self) -> float:
@@ -166,15 +180,18 @@ class SubjectSim:
 def _sidecar(config: SynthConfig, n_slices: int) -> dict:
     """asl.json without the M0 fields; ``RepetitionTimePreparation`` is the ASL TR here."""
     st = [round(k * READOUT_SLICE, 4) for k in range(n_slices)] if config.readout == '2D' else []
+    st = list(config.slice_timing) if st and config.slice_timing else st
     readout = n_slices * READOUT_SLICE if st else READOUT_3D
     labeling = config.tau if config.label == 'PCASL' else 0.0
     md = dict(ArterialSpinLabelingType=config.label, PostLabelingDelay=config.pld,
               BackgroundSuppression=config.bs_pulses > 0, M0Type=config.m0_type,
               TotalAcquiredPairs=config.n_pairs,
-              RepetitionTimePreparation=round(labeling + config.pld + readout + 0.3, 2),
+              RepetitionTimePreparation=round(labeling + max(config.delays) + readout + 0.3,
+                                              2),
               MagneticFieldStrength=config.field_strength, MRAcquisitionType=config.readout,
               EchoTime=0.014 if st else 0.0112, FlipAngle=90,
-              LabelingEfficiency=kinetics.LABELING_EFFICIENCY[config.label],
+              LabelingEfficiency=config.labeling_efficiency
+              or kinetics.LABELING_EFFICIENCY[config.label],
               VascularCrushing=False, AcquisitionVoxelSize=list(config.asl_voxel))
     if config.label == 'PCASL':
         md.update(LabelingDuration=config.tau, PCASLType='balanced',
@@ -239,7 +256,9 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
                                   **PERFUSION[config.perfusion])
     imager = _Imager(anat, config)
     head0 = imager.head(pose := phantom.random_rigid(rng, config.pose_mm))
-    types = ['m0scan'] * (config.m0_type == 'Included') + ['control', 'label'] * config.n_pairs
+    n_m0, delays = int(config.m0_type == 'Included'), config.delays
+    types = ['m0scan'] * n_m0 + ['control', 'label'] * config.n_pairs * len(delays)
+    delay_of = [0] * n_m0 + [k for k in range(len(delays)) for _ in range(2 * config.n_pairs)]
     steps = rng.normal(0, config.motion_mm / np.sqrt(len(types)), (len(types), 6))
     motion = np.cumsum(np.concatenate([np.zeros((1, 6)), steps[1:]]), 0)
     motion = motion + phantom.scanner_motion(rng, len(types), config.jitter_mm,
@@ -253,19 +272,25 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
                   lam=kinetics.BLOOD_BRAIN_PARTITION)
     quant_params = dict(params, pld=config.pld + np.asarray(st) if st else config.pld)
     # 2D: each tissue voxel takes the PLD of the slice it lies in at the reference position
-    pld_fine = config.pld + np.asarray(st)[imager.slice_index(head0)] if st else config.pld
+    offset = np.asarray(st)[imager.slice_index(head0)] if st else 0.0
     m0 = maps['m0']
-    dm = np.float32(kinetics.forward(maps['cbf'], m0, dict(params, pld=pld_fine), maps['att']))
+    dms = [np.float32(kinetics.forward(maps['cbf'], m0, dict(params, pld=d + offset),
+                                       maps['att'])) for d in delays]
     ctrl = m0 * phantom.recovery(anat, tr, config.field_strength)
     ctrl = ctrl * (config.bs_residual if config.bs_pulses else 1.0)
     m0_vol = m0 * phantom.recovery(anat, config.m0_tr, config.field_strength)
     truth = {k: imager.sample(k, v, head0) for k, v in
-             (('cbf', maps['cbf']), ('att', maps['att']), ('cleandm', dm), ('cleanm0', m0))}
+             (('cbf', maps['cbf']), ('att', maps['att']), ('cleandm', dms[0]), ('cleanm0', m0))}
+    if config.plds:  # the clean ΔM of every delay, (X, Y, Z, D)
+        md['PostLabelingDelay'] = [0.0] * n_m0 + [delays[k] for k in delay_of[n_m0:]]
+        truth['cleandm'] = np.stack([imager.sample(f'dm{k}', d, head0)
+                                     for k, d in enumerate(dms)], -1)
     pv = {k: imager.sample(k, getattr(anat, k), head0) for k in ('gm', 'wm', 'csf')}
     truth['seg'] = phantom.segment(pv['gm'], pv['wm'], pv['csf'])
     truth.update(pvgm=pv['gm'], pvwm=pv['wm'])  # partial-volume fractions on the ASL grid
     truth['lesion'] = imager.sample('lesion', maps['lesion'] > 0, head0)  # lesion fraction
-    hr_truth = dict(cbf=maps['cbf'], att=maps['att'], cleandm=dm, cleanm0=m0, seg=anat.seg(),
+    hr_truth = dict(cbf=maps['cbf'], att=maps['att'], cleanm0=m0, seg=anat.seg(),
+                    cleandm=np.stack(dms, -1) if config.plds else dms[0],
                     lesion=maps['lesion'].astype(np.uint16), lesionid=maps['lesion_id'])
     sigma = float(truth['cleanm0'][truth['seg'] > 0].mean() / config.snr)
     asl = np.empty(imager.shape + (len(types),), np.float32)
@@ -273,11 +298,12 @@ def simulate_subject(rng: np.random.Generator, config: SynthConfig,
         head = head0 if config.still_twin else imager.head(motion[t]) @ head0
         clean = imager.sample(*(('m0_vol', m0_vol) if kind == 'm0scan' else ('ctrl', ctrl)), head)
         if kind == 'label':
-            clean = clean - imager.sample('dm', dm, head)
+            k = delay_of[t]
+            clean = clean - imager.sample(f'dm{k}' if k else 'dm', dms[k], head)
         asl[..., t] = phantom.add_noise(rng, clean, sigma, config.noise)
     m0_scan, m0_md = None, None
     if config.m0_type == 'Included':
-        md['RepetitionTimePreparation'] = [config.m0_tr] + [tr] * (2 * config.n_pairs)
+        md['RepetitionTimePreparation'] = [config.m0_tr] + [tr] * (len(types) - 1)
     elif config.m0_type == 'Separate':
         m0_scan = phantom.add_noise(rng, imager.sample('m0_vol', m0_vol, head0), sigma,
                                     config.noise)
@@ -364,74 +390,11 @@ def write_dataset(out_dir, config: SynthConfig) -> Path:
     return out
 
 
-def _flag(text: str) -> bool:
-    """Boolean option value: 1/true/yes or 0/false/no."""
-    if text.lower() not in ('1', 'true', 'yes', '0', 'false', 'no'):
-        raise argparse.ArgumentTypeError(f'expected true or false, not {text!r}')
-    return text.lower() in ('1', 'true', 'yes')
-
-
-#: Command-line options: flag, SynthConfig field, type, help; choices and nargs below.
-_CLI = [
-    ('--subjects', 'subjects', int, 'number of subjects'),
-    ('--label', 'label', str.upper, 'labeling type (PASL: FAIR with Q2TIPS bolus cut-off)'),
-    ('--m0', 'm0_type', str.capitalize, 'M0Type (Absent only without background suppression)'),
-    ('--pairs', 'n_pairs', int, 'control/label pairs'),
-    ('--snr', 'snr', float, 'mean brain M0 over the noise SD, per volume'),
-    ('--noise', 'noise', str.lower, 'magnitude of complex noise (Rician) or real Gaussian'),
-    ('--motion', 'motion_mm', float, 'rigid random walk over the volumes, mm and deg (0: none)'),
-    ('--jitter', 'jitter_mm', float, 'independent per-volume jitter SD, mm and deg (0: none)'),
-    ('--drift', 'drift_mm', float, 'linear drift reached at the last volume, mm and deg'),
-    ('--jerks', 'jerks', int, 'sudden persistent steps of 0.5-2 mm/deg at random volumes'),
-    ('--pose', 'pose', float, 'ASL head pose vs the T1w: uniform in +-POSE mm and deg (0: none)'),
-    ('--asl-voxel', 'asl_voxel', float, 'ASL voxel, mm, 1 or 3 values (default 4 or FOV/matrix)'),
-    ('--matrix', 'asl_matrix', int, 'ASL matrix (default: covers the head)'),
-    ('--t1w-voxel', 't1w_voxel', float, 'T1w (and high-resolution truth) voxel size, mm'),
-    ('--bs-pulses', 'bs_pulses', int, 'background-suppression pulses (0: none)'),
-    ('--bs-residual', 'bs_residual', float, 'static control signal left by background '
-     'suppression, fraction of the unsuppressed control'),
-    ('--readout', 'readout', str.upper, '3D, or 2D multi-slice (PLD + SliceTiming per slice)'),
-    ('--pld', 'pld', float, 'post-labeling delay (PCASL) or inversion time TI (PASL), s'),
-    ('--tau', 'tau', float, 'PCASL labeling duration, s'),
-    ('--ti1', 'ti1', float, 'PASL bolus cut-off delay time TI1, s'),
-    ('--m0-tr', 'm0_tr', float, 'RepetitionTimePreparation of the M0 scan, s'),
-    ('--field-strength', 'field_strength', float, 'magnetic field strength, T'),
-    ('--lesions', 'lesions', int, 'focal CBF lesions per subject: N, or MIN MAX'),
-    ('--perfusion', 'perfusion', str.lower, 'perfusion preset: standard, or heterogeneous '
-     '(lesion benchmark: territories, 6-25 mm lesions, GM/WM border)'),
-    ('--still-twin', 'still_twin', _flag, 'draw the motion but image every volume at the '
-     'reference position: the motion-free twin, same noise'),
-    ('--seed', 'seed', int, 'random seed (subject i uses the seed sequence [seed, i])'),
-]
-_NARGS = {'asl_voxel': '+', 'asl_matrix': 3, 'lesions': '+'}
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog='aslproc-synth', description='Write a phantom BIDS ASL dataset (OUT/bids) and its '
-        'ground truth (OUT/truth).', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('out', type=Path, help='output folder')
-    defaults = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
-    defaults['pose'] = POSE_DEFAULT
-    for flag, field, kind, text in _CLI:
-        p.add_argument(flag, dest=field, type=kind, help=text, default=defaults[field],
-                       choices=_CHOICES.get(field), nargs=_NARGS.get(field),
-                       metavar='N' if field in _NARGS else None)
-    return p
-
-
 def main(argv=None) -> int:
-    """Command-line entry point: ``python -m aslproc.synth OUT [options]``; prints OUT."""
-    parser = _build_parser()
-    args = vars(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
-    out = args.pop('out')
-    try:
-        config = SynthConfig(**args)
-    except ValueError as err:
-        parser.error(str(err))
-    print(write_dataset(out, config))
-    return 0
+    """Command-line entry point (options in :mod:`aslproc.synth_cli`); prints OUT."""
+    from aslproc.synth_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == '__main__':

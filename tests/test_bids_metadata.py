@@ -82,10 +82,16 @@ def test_missing_required_field(tmp_path, label, field):
         spec_of(root)
 
 
-def test_multi_pld_refused(tmp_path):
+def test_multi_pld_is_a_multi_delay_spec(tmp_path):
+    """Issue #14: a PLD array with two delays is no longer refused (it was: "multi-PLD is
+    not supported yet"); several labeling durations still are."""
     root = make_tiny_bids(tmp_path, n_pairs=2,
                           extra_meta={'PostLabelingDelay': [0, 1.5, 1.5, 2.0, 2.0]})
-    with pytest.raises(AslMetadataError, match='PostLabelingDelay.*multi-PLD is not supported'):
+    spec = spec_of(root)
+    assert spec.multi_delay and spec.delays == (1.5, 2.0) and spec.pld == 2.0
+    assert spec.volume_plds == (0.0, 1.5, 1.5, 2.0, 2.0)
+    edit_json(run_paths(root)['json'], LabelingDuration=[0, 1.5, 1.5, 1.8, 1.8])
+    with pytest.raises(AslMetadataError, match='LabelingDuration.*more than one labeling'):
         spec_of(root)
 
 

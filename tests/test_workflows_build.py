@@ -46,3 +46,20 @@ def test_pvc_and_motion_compensation_are_wired_as_asked(tmp_path, pvc, compensat
         assert 'Partial-volume corrected' in wf.visit_desc()
     assert nodes['hmc'].inputs.compensate == compensate
     assert ('motion-compensated subtraction' in wf.visit_desc()) == compensate
+
+
+@pytest.mark.parametrize('label,plds', [('PCASL', (0.5, 1.0, 1.5)), ('PASL', (0.9, 1.5, 2.1))])
+def test_multidelay_workflow_fits_and_skips_the_denoiser(tmp_path, label, plds):
+    bids = make_dataset(tmp_path / 'ds', label=label, plds=plds, n_pairs=1, m0_type='Separate')
+    runs = query.collect_runs(bids, '01')
+    assert runs[0].multi_delay
+    settings = Settings(bids_dir=bids, output_dir=tmp_path / 'out', analysis_level='participant',
+                        work_dir=tmp_path / 'work', denoise=True, sr=True)
+    wf = init_single_subject_wf(subject='01', runs=runs, settings=settings)
+    graph = generate_expanded_graph(wf._create_flat_graph())
+    nodes = {n.name: n for n in graph.nodes()}
+    assert {'fit_multidelay', 'ds_att', 'ds_cbf', 'ds_cbf_sr'} <= set(nodes)
+    assert 'compute_cbf' not in nodes and 'denoise' not in nodes
+    assert nodes['fit_multidelay'].inputs.params['volume_plds']
+    text = wf.visit_desc()
+    assert 'arterial transit time' in text and 'denoiser was not applied' in text

@@ -135,6 +135,7 @@ BIDSIGNORE = (
     'figures/',
     '*_xfm.*',
     '*/perf/*_cbf.*',
+    '*/perf/*_att.*',
     '*/perf/*_desc-confounds_timeseries.*',
     '*/perf/*_desc-brain_mask.*',
     '*/perf/*_desc-motionfilled_mask.*',

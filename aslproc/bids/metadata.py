@@ -4,41 +4,40 @@ Every BIDS ASL rule that quantification depends on is checked here; a failure ra
 :class:`aslproc.kinetics.AslMetadataError` naming the file, the field and what BIDS expects,
 so a user can fix the sidecar without reading code. Each derived number (PLD, τ, TI1,
 labeling efficiency, background-suppression pulses, M0 repetition time) comes from one
-small function with its own doctest.
+small function with its own doctest; the timing fields (delays, τ, bolus cut-off, slice
+timing, Look-Locker) are read by :mod:`aslproc.bids.timing`.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import math
 from pathlib import Path
 
 from aslproc import kinetics
+from aslproc.bids import timing
 from aslproc.bids.spec import M0_TYPES, VOLUME_TYPES, AslSpec
+from aslproc.bids.timing import (  # noqa: F401 - re-exported: part of this module's interface
+    PERFUSION_VOLUMES,
+    bolus_cutoff_delay,
+    labeling_duration,
+    per_volume_values,
+    post_labeling_delay,
+    slice_timing,
+)
+from aslproc.bids.timing import fail as _fail
+from aslproc.bids.timing import is_number as _is_number
 from aslproc.kinetics import AslMetadataError
 
 logger = logging.getLogger(__name__)
 
 #: Labeling schemes aslproc quantifies.
 LABEL_TYPES = ('PCASL', 'CASL', 'PASL')
-#: Volumes whose timing defines the perfusion signal (m0scan and noRF volumes do not).
-PERFUSION_VOLUMES = ('control', 'label', 'deltam', 'cbf')
 #: Entities of the ASL file that output names keep, in BIDS order.
 KEPT_ENTITIES = ('subject', 'session', 'acquisition', 'run')
 #: Informative sidecar fields carried into ``AslSpec.extra``.
 EXTRA_FIELDS = ('MRAcquisitionType', 'PCASLType', 'CASLType', 'PASLType', 'VascularCrushing',
                 'TotalAcquiredPairs', 'Manufacturer', 'BolusCutOffTechnique')
-
-
-def _fail(source, field: str, problem: str, expects: str | None = None) -> AslMetadataError:
-    """Build the house error: ``<file>: <field> <problem> (BIDS expects <expects>)``."""
-    return AslMetadataError(f'{source}: {field} {problem}'
-                            + (f' (BIDS expects {expects})' if expects else ''))
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def sidecar_path(nifti) -> Path:
@@ -100,97 +99,6 @@ def check_volume_types(volume_types, source) -> None:
     if has_pair and volume_types.count('control') != volume_types.count('label'):
         logger.warning('%s: %d control but %d label volumes; the unpaired ones are ignored',
                        source, volume_types.count('control'), volume_types.count('label'))
-
-
-def per_volume_values(value, volume_types, source, field: str, keep) -> list[float]:
-    """Values of a field given as one number or as an array with one entry per volume.
-
-    Only the volumes whose type is in ``keep`` count; the result lists their distinct
-    values in order of first appearance.
-
-    >>> per_volume_values(1.8, ('control', 'label'), 'x.json', 'PostLabelingDelay',
-    ...                   PERFUSION_VOLUMES)
-    [1.8]
-    >>> per_volume_values([0, 1.8, 1.8], ('m0scan', 'control', 'label'), 'x.json',
-    ...                   'PostLabelingDelay', PERFUSION_VOLUMES)
-    [1.8]
-    """
-    expects = 'a number, or an array with one number per volume'
-    if _is_number(value):
-        return [float(value)]
-    if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
-        raise _fail(source, field, f'is {value!r}, not a finite number or array of them',
-                    expects)
-    if len(value) != len(volume_types):
-        raise _fail(source, field, f'has {len(value)} entries but the aslcontext lists '
-                    f'{len(volume_types)} volumes', expects)
-    picked = [float(v) for v, t in zip(value, volume_types, strict=True) if t in keep]
-    return list(dict.fromkeys(picked))
-
-
-def _single_positive(metadata, volume_types, source, field, what_multi, meaning) -> float:
-    if field not in metadata:
-        raise _fail(source, field, 'is missing', f'{meaning}: a number, or one per volume')
-    values = per_volume_values(metadata[field], volume_types, source, field, PERFUSION_VOLUMES)
-    if len(values) > 1:
-        raise _fail(source, field, f'has {len(values)} distinct values {values} over the '
-                    f'control/label volumes: {what_multi} is not supported yet')
-    if not values or values[0] <= 0:
-        raise _fail(source, field, f'is {values[0] if values else None!r}',
-                    'a positive number of seconds')
-    return values[0]
-
-
-def post_labeling_delay(metadata: dict, volume_types, source) -> float:
-    """PostLabelingDelay (s): the one value over the control/label/deltam/cbf volumes.
-
-    m0scan volumes' entries are ignored (scanners often write 0 there); several distinct
-    values mean a multi-PLD acquisition, which aslproc does not quantify yet.
-
-    >>> post_labeling_delay({'PostLabelingDelay': [0, 2.0, 2.0]}, ('m0scan', 'control', 'label'),
-    ...                     'x.json')
-    2.0
-    """
-    return _single_positive(metadata, volume_types, source, 'PostLabelingDelay', 'multi-PLD',
-                            'it in every ASL sidecar: seconds from the end of labeling to the '
-                            'readout (TI for PASL)')
-
-
-def labeling_duration(metadata: dict, volume_types, source) -> float:
-    """τ (s) of (P)CASL from LabelingDuration, one number or one entry per volume.
-
-    >>> labeling_duration({'LabelingDuration': 1.8}, ('control', 'label'), 'x.json')
-    1.8
-    """
-    return _single_positive(metadata, volume_types, source, 'LabelingDuration',
-                            'more than one labeling duration',
-                            'it for PCASL and CASL: the labeling duration τ in seconds')
-
-
-def bolus_cutoff_delay(metadata: dict, source) -> float:
-    """TI1 (s) of PASL from BolusCutOffDelayTime (QUIPSS II: a number; Q2TIPS: the first value).
-
-    Quantification with the white-paper PASL model (eq. 2) needs a bolus cut-off;
-    without one the bolus duration is unknown.
-
-    >>> bolus_cutoff_delay({'BolusCutOffFlag': True, 'BolusCutOffDelayTime': 0.7}, 'x.json')
-    0.7
-    >>> bolus_cutoff_delay({'BolusCutOffFlag': True, 'BolusCutOffDelayTime': [0.7, 1.6]}, 'x.json')
-    0.7
-    """
-    if metadata.get('BolusCutOffFlag') is not True:
-        raise _fail(source, 'BolusCutOffFlag', f'is {metadata.get("BolusCutOffFlag")!r}: PASL '
-                    'without bolus cut-off cannot be quantified with the white-paper model',
-                    'BolusCutOffFlag true with BolusCutOffDelayTime (QUIPSS II or Q2TIPS)')
-    value = metadata.get('BolusCutOffDelayTime')
-    expects = ('a positive number of seconds (QUIPSS II), or an array whose first value is '
-               'TI1 (Q2TIPS)')
-    if value is None:
-        raise _fail(source, 'BolusCutOffDelayTime', 'is missing', expects)
-    ti1 = value[0] if isinstance(value, (list, tuple)) and value else value
-    if not _is_number(ti1) or ti1 <= 0:
-        raise _fail(source, 'BolusCutOffDelayTime', f'is {value!r}', expects)
-    return float(ti1)
 
 
 def labeling_efficiency(metadata: dict, label_type: str, source) -> float:
@@ -257,26 +165,6 @@ def m0_repetition_time(metadata: dict, volume_types, source, which: str, m0_type
         raise _fail(source, field, f'has {len(values)} distinct values {values} over the '
                     f'{which} volumes; aslproc needs one')
     return values[0]
-
-
-def slice_timing(metadata: dict, source) -> tuple | None:
-    """SliceTiming (s) of a 2D readout, or None for 3D (every slice then has the same PLD).
-
-    >>> slice_timing({'MRAcquisitionType': '2D', 'SliceTiming': [0, 0.04]}, 'x.json')
-    (0.0, 0.04)
-    >>> slice_timing({'MRAcquisitionType': '3D', 'SliceTiming': [0, 0.04]}, 'x.json') is None
-    True
-    """
-    value = metadata.get('SliceTiming')
-    if metadata.get('MRAcquisitionType') != '2D' or value is None:
-        if metadata.get('MRAcquisitionType') == '2D':
-            logger.warning('%s: 2D readout without SliceTiming; all slices get one PLD', source)
-        return None
-    if (not isinstance(value, (list, tuple)) or not value
-            or not all(_is_number(v) and v >= 0 for v in value)):
-        raise _fail(source, 'SliceTiming', f'is {value!r}',
-                    'an array of non-negative times (s), one per slice')
-    return tuple(float(v) for v in value)
 
 
 def _field_and_t1(metadata, source, t1_blood):
@@ -370,11 +258,13 @@ def build_spec(asl_file, metadata: dict, aslcontext_file, t1w_file, entities: di
         raise _fail(source, 'ArterialSpinLabelingType',
                     'is missing' if label_type is None else f'is {label_type!r}',
                     'one of PCASL, CASL, PASL')
-    pld = post_labeling_delay(metadata, types, source)
-    tau = ti1 = None
+    timing.check_look_locker(metadata, source)
+    volume_plds = timing.volume_delays(metadata, types, source)
+    pld = max(volume_plds) if volume_plds else post_labeling_delay(metadata, types, source)
+    tau = ti1 = ti1s = None
     if label_type == 'PASL':
-        ti1 = bolus_cutoff_delay(metadata, source)
-        if ti1 >= pld:
+        ti1, ti1s = bolus_cutoff_delay(metadata, source), timing.bolus_cutoff_end(metadata, source)
+        if ti1 >= pld and not volume_plds:
             raise _fail(source, 'BolusCutOffDelayTime', f'({ti1} s) is not shorter than '
                         f'PostLabelingDelay, the inversion time TI ({pld} s); QUIPSS II and '
                         'Q2TIPS need TI1 < TI')
@@ -390,7 +280,8 @@ def build_spec(asl_file, metadata: dict, aslcontext_file, t1w_file, entities: di
         asl_file=Path(asl_file), aslcontext_file=aslcontext_file, metadata_file=source,
         t1w_file=Path(t1w_file),
         entities={k: str(entities[k]) for k in KEPT_ENTITIES if entities.get(k) is not None},
-        volume_types=types, label_type=label_type, pld=pld, tau=tau, ti1=ti1,
+        volume_types=types, label_type=label_type, pld=pld, tau=tau, ti1=ti1, ti1s=ti1s,
+        volume_plds=volume_plds,
         slice_timing=slice_timing(metadata, source),
         labeling_efficiency=labeling_efficiency(metadata, label_type, source),
         bs_pulses=bs_pulses, t1_blood=t1b, field_strength=None if field is None else float(field),

@@ -39,13 +39,19 @@ class AslSpec:
     label_type : str
         ``'PCASL'``, ``'CASL'`` or ``'PASL'``.
     pld : float
-        PostLabelingDelay (s); for PASL this is the inversion time TI.
+        PostLabelingDelay (s); for PASL this is the inversion time TI. For a multi-delay
+        series, the longest delay (:attr:`delays` lists them all).
+    volume_plds : tuple of float or None
+        Multi-delay series only: the PostLabelingDelay (TI for PASL) of every volume, 0.0 for
+        m0scan and noRF volumes; None when every perfusion volume has the delay ``pld``.
     slice_timing : tuple of float or None
         SliceTiming (s) of a 2D readout; each slice's PLD is ``pld + slice_timing[k]``.
     tau : float or None
         LabelingDuration (s) for (P)CASL.
     ti1 : float or None
         Bolus cut-off delay time TI1 (s) for PASL with QUIPSS II / Q2TIPS.
+    ti1s : float or None
+        End of the Q2TIPS saturation train TI1s (s), the second BolusCutOffDelayTime value.
     labeling_efficiency : float
         α at the labeling plane (LabelingEfficiency, or the white-paper default).
     bs_pulses : int
@@ -88,6 +94,40 @@ class AslSpec:
     m0_tr: float | None = None
     m0_scale: float = 1.0
     extra: dict = field(default_factory=dict)
+    volume_plds: tuple | None = None
+    ti1s: float | None = None
+
+    @property
+    def multi_delay(self) -> bool:
+        """Whether the perfusion volumes were acquired at more than one delay."""
+        return self.volume_plds is not None
+
+    @property
+    def delays(self) -> tuple:
+        """The distinct delays (s) of the perfusion volumes, ascending (one for single-PLD).
+
+        >>> from pathlib import Path
+        >>> s = AslSpec(Path('a'), Path('b'), Path('c'), Path('d'), {}, ('m0scan', 'control',
+        ...             'label', 'control', 'label'), 'PCASL', 2.0, tau=1.8,
+        ...             volume_plds=(0.0, 2.0, 2.0, 1.0, 1.0))
+        >>> s.delays, s.pairs_per_delay
+        ((1.0, 2.0), (1, 1))
+        """
+        if not self.multi_delay:
+            return (self.pld,)
+        return tuple(sorted({d for d, t in zip(self.volume_plds, self.volume_types, strict=True)
+                             if t in ('control', 'label', 'deltam')}))
+
+    @property
+    def pairs_per_delay(self) -> tuple:
+        """Control/label pairs (plus deltam volumes) acquired at each of :attr:`delays`."""
+        if not self.multi_delay:
+            return (self.n_pairs + self.volume_types.count('deltam'),)
+        count = {d: 0 for d in self.delays}
+        for d, t in zip(self.volume_plds, self.volume_types, strict=True):
+            if t in ('control', 'deltam'):
+                count[d] += 1
+        return tuple(count[d] for d in self.delays)
 
     @property
     def bs_factor(self) -> float:
@@ -150,11 +190,28 @@ class AslSpec:
             params['pld'] = params['pld'].tolist()
         return params
 
+    def fit_params(self) -> dict:
+        """Node-ready parameters of the multi-delay fit: :meth:`quant_params` without the
+        PLD, plus the per-volume delays and the slice timing (a plain list, or None).
+
+        >>> from pathlib import Path
+        >>> s = AslSpec(Path('a'), Path('b'), Path('c'), Path('d'), {}, ('control', 'label'),
+        ...             'PASL', 1.0, ti1=0.7, volume_plds=(1.0, 1.0))
+        >>> p = s.fit_params()
+        >>> p['volume_plds'], p['ti1'], p['slice_timing']
+        ([1.0, 1.0], 0.7, None)
+        """
+        params = self.quant_params()
+        del params['pld']
+        params['volume_plds'] = list(self.volume_plds or ())
+        params['slice_timing'] = list(self.slice_timing) if self.slice_timing else None
+        return params
+
     def sidecar(self) -> dict:
         """Quantification parameters actually used, for the JSON sidecars of derived maps."""
         out = {
             'ArterialSpinLabelingType': self.label_type,
-            'PostLabelingDelay': self.pld,
+            'PostLabelingDelay': list(self.delays) if self.multi_delay else self.pld,
             'LabelingEfficiency': self.labeling_efficiency,
             'BackgroundSuppressionNumberPulses': self.bs_pulses,
             'BackgroundSuppressionFactor': round(self.bs_factor, 6),
@@ -165,8 +222,10 @@ class AslSpec:
             'M0Scale': self.m0_scale,
             'Pairs': self.n_pairs,
         }
+        if self.multi_delay:
+            out['PairsPerDelay'] = list(self.pairs_per_delay)
         if self.label_type == 'PASL':
-            out['BolusCutOffDelayTime'] = self.ti1
+            out['BolusCutOffDelayTime'] = self.ti1  # the bolus duration of the model
         else:
             out['LabelingDuration'] = self.tau
         if self.slice_timing:

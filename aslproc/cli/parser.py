@@ -110,6 +110,11 @@ def _build_parser() -> argparse.ArgumentParser:
                    'class model: a focal lesion is spread over the kernel (see the README)')
     g.add_argument('--smooth-fwhm', type=nonneg, default=5.0,
                    help='FWHM in mm of the Gaussian kernel of the smoothed CBF (0: none)')
+    g.add_argument('--att-smooth', type=nonneg, default=8.0, metavar='MM',
+                   help='multi-delay series: SD in mm of the in-brain Gaussian smoothing of ΔM '
+                   'that the arterial transit time is fitted to; each voxel\'s CBF is then '
+                   'fitted to its own data at that time (0: fit both to the voxel alone, '
+                   'noisy at clinical SNR)')
 
     g = parser.add_argument_group('Learned stages')
     g.add_argument('--denoise', action=argparse.BooleanOptionalAction, default=True,
@@ -161,7 +166,7 @@ def parse_args(argv=None) -> Settings:
         motion_compensation=opts.motion_compensation, pvc=opts.pvc,
         device=opts.device, denoise=opts.denoise, denoise_pv=opts.denoise_pv, sr=opts.sr,
         sr_iters=opts.sr_iters, sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline,
-        verbose=opts.verbose,
+        verbose=opts.verbose, att_smooth=opts.att_smooth,
     )
 
 

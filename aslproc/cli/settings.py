@@ -36,6 +36,7 @@ class Settings:
     sr_levels: int | None = None
     sr_baseline: bool = False
     verbose: int = 0
+    att_smooth: float = 8.0
 
     def to_dict(self) -> dict:
         """JSON-ready form (paths as strings)."""

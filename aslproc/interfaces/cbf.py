@@ -81,6 +81,43 @@ class ComputeCBF(SimpleInterface):
         return runtime
 
 
+class _FitMultiDelayInputSpec(BaseInterfaceInputSpec):
+    asl_file = File(exists=True, mandatory=True, desc='motion-corrected multi-delay ASL series')
+    volume_types = traits.List(traits.Str, mandatory=True, desc='aslcontext of asl_file')
+    m0_file = File(exists=True, mandatory=True, desc='M0 map on the ASL grid')
+    mask_file = File(exists=True, mandatory=True, desc='brain mask on the ASL grid')
+    params = traits.Dict(mandatory=True, desc='AslSpec.fit_params(): model parameters, '
+                         'per-volume delays, slice timing')
+    att_smooth_mm = traits.Float(mandatory=True, desc='SD (mm) of the in-brain smoothing of '
+                                 'ΔM that the arrival time is fitted to (0: none)')
+    device = traits.Str('auto', usedefault=True, nohash=True, desc="'auto', 'cpu' or 'cuda'")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc='CPU threads for torch')
+
+
+class _FitMultiDelayOutputSpec(TraitedSpec):
+    out_cbf = File(exists=True, desc='CBF (ml/100 g/min) fitted with the general kinetic model')
+    out_att = File(exists=True, desc='arterial transit time (s)')
+    out_deltam = File(exists=True, desc='mean ΔM of each delay (4D, delays ascending)')
+    info = traits.Dict(desc='fit settings and device, for the sidecars')
+
+
+class FitMultiDelay(SimpleInterface):
+    """CBF and arrival time fitted voxelwise to a multi-delay series (general kinetic model)."""
+
+    input_spec = _FitMultiDelayInputSpec
+    output_spec = _FitMultiDelayOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        cbf, att, dm, info = quantify.fit_multidelay_file(
+            i.asl_file, i.volume_types, i.m0_file, i.mask_file, i.params,
+            _out(runtime, 'cbf.nii.gz'), _out(runtime, 'att.nii.gz'),
+            _out(runtime, 'deltam.nii.gz'), device=i.device, num_threads=i.num_threads,
+            att_smooth_mm=i.att_smooth_mm)
+        self._results.update(out_cbf=cbf, out_att=att, out_deltam=dm, info=info)
+        return runtime
+
+
 class _SmoothInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc='3D map to smooth')
     mask_file = File(exists=True, mandatory=True, desc='mask that bounds the smoothing')
@@ -143,6 +180,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     unreliable_file = File(exists=True, desc='voxels whose CBF motion left to be filled '
                            '(adds motion_filled_pct)')
     sr_info = traits.Dict(desc='what the super-resolution did (adds its residual structure)')
+    att_file = File(exists=True, desc='arrival-time map (adds the mean GM/WM arrival times)')
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -162,7 +200,8 @@ class ComputeQC(SimpleInterface):
             _out(runtime, 'qc.tsv'), extra=i.extra or None,
             denoised_file=i.denoised_file if isdefined(i.denoised_file) else None,
             unreliable_file=i.unreliable_file if isdefined(i.unreliable_file) else None,
-            sr_info=i.sr_info if isdefined(i.sr_info) else None)
+            sr_info=i.sr_info if isdefined(i.sr_info) else None,
+            att_file=i.att_file if isdefined(i.att_file) else None)
         return runtime
 
 

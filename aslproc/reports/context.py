@@ -47,6 +47,8 @@ QC_ROWS = (
      (None, 1.0)),
     ('motion_filled_pct', 'brain voxels filled after motion (no usable ΔM)', '%',
      (None, 10.0)),
+    ('mean_gm_att', 'mean GM arrival time (multi-delay)', 's', (None, None)),
+    ('mean_wm_att', 'mean WM arrival time (multi-delay)', 's', (None, None)),
     ('n_gm_voxels', f'GM voxels (P > {GM_THRESHOLD})', '', (None, None)),
     ('n_wm_voxels', f'WM voxels (P > {WM_THRESHOLD})', '', (None, None)),
 )
@@ -279,6 +281,8 @@ def cbf_section(settings, spec, work, prefix) -> dict:
             status.append((label, 'shown'))
         elif switch and not getattr(settings, switch):
             status.append((label, f'switched off ({SWITCHES[switch]})'))
+        elif key == 'cbf_denoised' and spec.multi_delay:
+            status.append((label, 'skipped: the denoiser does not take multi-delay series'))
         else:
             status.append((label, 'not produced'))
     mask_file = out_path(settings, spec, 'asl_mask')

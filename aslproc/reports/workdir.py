@@ -24,7 +24,7 @@ STAGES = (
     ('M0 map', ('m0',), None),
     ('ASL → T1w registration', ('register',), None),
     ('masks and tissue maps to the ASL grid', ('*_to_asl', 'asl_mask', 'cbf_mask'), None),
-    ('CBF quantification', ('compute_cbf',), None),
+    ('CBF quantification', ('compute_cbf', 'fit_multidelay'), None),
     ('smoothing', ('smooth',), None),
     ('denoiser (CNN)', ('denoise',), 'denoise'),
     ('super-resolution (GAN)', ('super_resolve',), 'sr'),

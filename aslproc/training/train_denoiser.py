@@ -199,7 +199,8 @@ def train(args) -> dict:
         'lesion_weight': args.lesion_weight, 'seed': args.seed, 'batch': args.batch,
         'patch': args.patch, 'lr': args.lr, 'subjects': args.subjects,
         'resumed_from_step': start or None,
-        'seconds_total': round(earlier_s + time.time() - t0, 1), 'seconds_simulation': round(sim_s, 1),
+        'seconds_total': round(earlier_s + time.time() - t0, 1),
+        'seconds_simulation': round(sim_s, 1),
         'val_loss_initial': first_val, 'val_loss_final': final_val,
         'hardware': f'{platform.processor() or platform.machine()}, '
                     f'{torch.get_num_threads()} torch threads, CPU',

@@ -29,6 +29,29 @@ def volume_indices(volume_types, kind: str) -> list[int]:
     return [i for i, v in enumerate(volume_types) if v == kind]
 
 
+def pair_indices(volume_types) -> tuple[list[int], list[int], list[int]]:
+    """Volumes of each pair: controls, labels (the k-th of each pair up) and deltam volumes.
+
+    >>> pair_indices(['m0scan', 'label', 'control', 'label', 'control', 'deltam'])
+    ([2, 4], [1, 3], [5])
+    """
+    ctl, lab = volume_indices(volume_types, 'control'), volume_indices(volume_types, 'label')
+    n = min(len(ctl), len(lab))
+    return ctl[:n], lab[:n], volume_indices(volume_types, 'deltam')
+
+
+def pairwise_values(values, volume_types) -> np.ndarray:
+    """A per-volume value (e.g. the delay) of each pair of :func:`pairwise_delta_m`, in its
+    order: the control's value for a control/label pair, then each deltam volume's.
+
+    >>> pairwise_values([0, 1.5, 1.5, 2.0, 2.0, 1.0],
+    ...                 ['m0scan', 'label', 'control', 'label', 'control', 'deltam']).tolist()
+    [1.5, 2.0, 1.0]
+    """
+    ctl, _, dm = pair_indices(volume_types)
+    return np.asarray(values, dtype=float)[ctl + dm]
+
+
 def pairwise_delta_m(data: np.ndarray, volume_types) -> np.ndarray:
     """ΔM of each control/label pair, shape (X, Y, Z, P), in acquisition order.
 
@@ -40,12 +63,10 @@ def pairwise_delta_m(data: np.ndarray, volume_types) -> np.ndarray:
     >>> pairwise_delta_m(d, ['control', 'label', 'label', 'control']).ravel().tolist()
     [1.0, 2.0]
     """
-    ctl, lab = volume_indices(volume_types, 'control'), volume_indices(volume_types, 'label')
-    n = min(len(ctl), len(lab))
+    ctl, lab, dm = pair_indices(volume_types)
     parts = []
-    if n:
-        parts.append(data[..., ctl[:n]] - data[..., lab[:n]])
-    dm = volume_indices(volume_types, 'deltam')
+    if ctl:
+        parts.append(data[..., ctl] - data[..., lab])
     if dm:
         parts.append(data[..., dm])
     if not parts:

@@ -93,6 +93,23 @@ def structured_residual_pct(residual: np.ndarray, mask: np.ndarray, sigma_vox: f
     return round(float(100.0 * (np.abs(vals - np.median(vals)) > z * spread).mean()), 3)
 
 
+def att_metrics(att: np.ndarray, gm: np.ndarray, wm: np.ndarray, asl_mask: np.ndarray
+                ) -> dict:
+    """Mean arrival time (s) in grey and white matter (same voxels as the tissue CBF).
+
+    >>> att = np.array([1.0, 1.2, 1.6]).reshape(3, 1, 1)
+    >>> gm = np.array([1., 1., 0.]).reshape(3, 1, 1)
+    >>> att_metrics(att, gm, 1 - gm, np.ones((3, 1, 1)))
+    {'mean_gm_att': 1.1, 'mean_wm_att': 1.6}
+    """
+    inside = asl_mask > 0
+    out = {}
+    for key, prob, thr in (('mean_gm_att', gm, GM_THRESHOLD), ('mean_wm_att', wm, WM_THRESHOLD)):
+        vals = att[(prob > thr) & inside]
+        out[key] = round(float(vals.mean()), 4) if vals.size else float('nan')
+    return out
+
+
 def qc_metrics(cbf: np.ndarray, gm: np.ndarray, wm: np.ndarray, fd: np.ndarray,
                asl_mask: np.ndarray, ref_mask: np.ndarray) -> dict:
     """One row of QC numbers for a CBF map on the ASL grid.

@@ -137,6 +137,47 @@ def save_mask(mask: np.ndarray, like: nib.Nifti1Image, out_file) -> str:
     return str(out_file)
 
 
+def fit_multidelay_file(asl_file, volume_types, m0_file, mask_file, params: dict, out_cbf,
+                        out_att, out_deltam, *, device='auto', num_threads: int = 1,
+                        att_smooth_mm: float | None = None) -> tuple[str, str, str, dict]:
+    """Write the CBF and ATT maps fitted to a multi-delay series, and its mean ΔM per delay
+    (4D, one volume per delay, ascending), with :func:`aslproc.utils.multidelay.fit_series`.
+
+    ``device`` is resolved with :func:`aslproc.models.infer.resolve_device`; torch uses
+    ``num_threads`` CPU threads meanwhile. Returns the three paths and a dictionary of what
+    the sidecars record (device, delays, pairs per delay, ATT bounds, smoothing, share of
+    voxels whose ATT came from their neighbours).
+    """
+    import torch
+
+    from aslproc.models.infer import resolve_device
+    from aslproc.utils import multidelay
+
+    data, img = load(asl_file)
+    m0, _ = load(m0_file)
+    mask, _ = load(mask_file)
+    smooth = multidelay.ATT_SMOOTH_MM if att_smooth_mm is None else float(att_smooth_mm)
+    dev, threads = resolve_device(device), torch.get_num_threads()
+    torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        out = multidelay.fit_series(data, m0, mask, volume_types, params,
+                                    zooms=img.header.get_zooms()[:3], device=dev,
+                                    att_smooth_mm=smooth)
+    finally:
+        torch.set_num_threads(threads)
+    if not np.any(out['cbf'][mask > 0]):
+        raise ValueError(f'{asl_file}: the fitted CBF map is zero everywhere in the brain '
+                         'mask; check M0 and the aslcontext')
+    info = {'FitDevice': dev.type, 'PostLabelingDelay': list(out['delays']),
+            'PairsPerDelay': out['counts'], 'ArrivalTimeBounds': list(out['att_range']),
+            'CBFBounds': list(multidelay.CBF_BOUNDS), 'ArrivalTimeSmoothingSDmm': smooth,
+            'ArrivalTimeFromNeighboursFraction': round(out['censored_fraction'], 4)}
+    logger.info('multi-delay fit on %s: %d delays, ATT in [%.2f, %.2f] s', dev.type,
+                len(out['delays']), *out['att_range'])
+    return (save_like(out['cbf'], img, out_cbf), save_like(out['att'], img, out_att),
+            save_like(out['deltam'], img, out_deltam), info)
+
+
 def per_slice_pld(pld, n_slices):
     """PLD as :func:`aslproc.kinetics.quantify` broadcasts it: a float for a 3D readout, an
     array of shape (1, 1, Z) for per-slice PLDs (2D readout).
@@ -172,12 +213,13 @@ def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str
 
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
             extra: dict | None = None, denoised_file=None, unreliable_file=None,
-            sr_info: dict | None = None) -> str:
+            sr_info: dict | None = None, att_file=None) -> str:
     """Write the one-row QC table of a run (TSV with a header); with ``denoised_file``, the
     structure of what the denoiser removed (``denoise_residual_structure_pct``); with
     ``unreliable_file``, the percentage of the brain mask whose CBF was filled because motion
     left no usable ΔM there (``motion_filled_pct``); with ``sr_info`` (the super-resolution's
-    info), the structure in what it changed (``sr_residual_structure_pct``)."""
+    info), the structure in what it changed (``sr_residual_structure_pct``); with
+    ``att_file`` (multi-delay), the mean GM and WM arrival times."""
     cbf, _ = load(cbf_file)
     gm, _ = load(gm_file)
     wm, _ = load(wm_file)
@@ -196,6 +238,9 @@ def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out
             float(100.0 * np.mean(unreliable[mask > 0] > 0)) if np.any(mask > 0) else 0.0, 2)
     if sr_info and 'residual_structure_pct' in sr_info:
         row['sr_residual_structure_pct'] = sr_info['residual_structure_pct']
+    if att_file:
+        att, _ = load(att_file)
+        row.update(qcu.att_metrics(att, gm, wm, mask))
     with open(out_file, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(row), delimiter='\t', lineterminator='\n')
         w.writeheader()

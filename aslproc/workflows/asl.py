@@ -91,7 +91,9 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     vtypes = list(spec.volume_types)
     hmc = pe.Node(MotionCorrection(in_file=str(spec.asl_file), volume_types=vtypes,
                                    num_threads=omp_nthreads,
-                                   compensate=settings.motion_compensation),
+                                   # the pair and voxel tests compare pairs of one delay
+                                   compensate=(settings.motion_compensation
+                                               and not spec.multi_delay)),
                   name='hmc', n_procs=omp_nthreads, mem_gb=1)
     m0 = pe.Node(ComputeM0(volume_types=vtypes, m0=m0_params(spec)), name='m0')
     if spec.m0_file:
@@ -157,7 +159,7 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
     """Connect the denoiser (on the corrected series) and the super-resolution (on the
     denoised CBF when the denoiser runs, else on the plain-average CBF)."""
     native = (cbf_wf, 'outputnode.cbf')
-    if settings.denoise:
+    if settings.denoise and not spec.multi_delay:  # skipped with a reason: see init_cbf_wf
         dn_wf = init_denoise_wf(spec=spec, settings=settings, sources=sources)
         wf.connect([
             (hmc, dn_wf, [('out_file', 'inputnode.asl_series'),
@@ -178,6 +180,7 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
             (inputnode, sr_wf, [('t1w', 'inputnode.t1w'), ('t1w_mask', 'inputnode.t1w_mask'),
                                 ('gm', 'inputnode.gm'), ('wm', 'inputnode.wm')]),
             (sr_wf, outputnode, [('outputnode.cbf_sr', 'cbf_sr')]),
-            (sr_wf, cbf_wf, [('outputnode.info', 'inputnode.sr_info')]),
         ])
         wf.connect(native[0], native[1], sr_wf, 'inputnode.cbf')
+        if native[0] is not cbf_wf:  # SR of the plain map: its QC number would close a loop
+            wf.connect(sr_wf, 'outputnode.info', cbf_wf, 'inputnode.sr_info')

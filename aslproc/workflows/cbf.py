@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from aslproc.interfaces.cbf import ComputeCBF, ComputeQC, PartialVolumeCorrection, SmoothInMask
+from aslproc.interfaces.cbf import (
+    ComputeCBF,
+    ComputeQC,
+    FitMultiDelay,
+    PartialVolumeCorrection,
+    SmoothInMask,
+)
 from aslproc.utils.pvc import KERNEL_SD_MM, MIN_FRACTION
 from aslproc.workflows.engine import LiterateWorkflow
-from aslproc.workflows.outputs import sink_node
+from aslproc.workflows.outputs import CBF_FIT_DESCRIPTION, sink_node
+
+logger = logging.getLogger(__name__)
+
+#: Why the denoiser does not run on a multi-delay series (logged, and written to the sidecar
+#: of ``_cbf`` as ``DenoisingSkipped``).
+DENOISE_MULTIDELAY_SKIP = ('the denoiser was trained on the mean ΔM of single-delay series; '
+                           'it is not applied to multi-delay data')
+
+
+def _merge_meta(meta: dict, info: dict) -> dict:
+    """A sink's sidecar content plus what the multi-delay fit recorded."""
+    return dict(meta, **info)
 
 
 def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> LiterateWorkflow:
@@ -42,22 +62,13 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     Outputs
     -------
     cbf, deltam, cbf_smoothed, qc, unreliable
+        For a multi-delay series (``spec.multi_delay``) the CBF comes from the fit of CBF and
+        arrival time (also written, as ``_att``), ``deltam`` holds the mean ΔM of each
+        delay, the denoiser's map is not used, and no motion fill is made (``unreliable``
+        stays unconnected).
     """
     wf = LiterateWorkflow(name=name)
-    label = {'PCASL': 'pseudo-continuous', 'CASL': 'continuous', 'PASL': 'pulsed'}
-    timing = (f'labeling duration {spec.tau} s' if spec.label_type != 'PASL'
-              else f'bolus cut-off delay {spec.ti1} s')
-    wf.__desc__ = (
-        f'CBF was quantified from the mean of the {spec.n_pairs} control/label pairs with the '
-        f'single-compartment model of the ASL white paper (Alsop et al., 2015) for '
-        f'{label[spec.label_type]} labeling: post-labeling delay {spec.pld} s, {timing}, '
-        f'T1 of blood {spec.t1_blood} s, labeling efficiency {spec.labeling_efficiency}'
-        + (f' × {spec.bs_factor:.3f} for {spec.bs_pulses} background-suppression pulses'
-           if spec.bs_pulses else '')
-        + ', partition coefficient 0.9 ml/g. '
-        + (f'A smoothed map was made with a {settings.smooth_fwhm} mm FWHM Gaussian kernel '
-           'normalised inside the brain mask.' if settings.smooth_fwhm else '')
-    )
+    wf.__desc__ = _description(spec, settings)
     fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
               'cbf_denoised', 'instability', 'volume_types', 'sr_info']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
@@ -65,20 +76,29 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     outputnode = pe.Node(niu.IdentityInterface(
         fields=['cbf', 'deltam', 'cbf_smoothed', 'qc', 'unreliable']), name='outputnode')
     quant = spec.sidecar()
-    cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
-                             params=spec.node_params()), name='compute_cbf')
+    if spec.multi_delay:
+        cbf = pe.Node(FitMultiDelay(volume_types=list(spec.volume_types),
+                                    params=spec.fit_params(),
+                                    att_smooth_mm=float(getattr(settings, 'att_smooth', 8.0)),
+                                    device=str(getattr(settings, 'device', 'auto')),
+                                    num_threads=int(getattr(settings, 'omp_nthreads', 1) or 1)),
+                      name='fit_multidelay', mem_gb=1)
+    else:
+        cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
+                                 params=spec.node_params()), name='compute_cbf')
     smooth = pe.Node(SmoothInMask(fwhm=settings.smooth_fwhm), name='smooth')
     qc = pe.Node(ComputeQC(extra={k: v for k, v in spec.entities.items()}), name='qc')
+    keys = ('cbf', 'cbf_smoothed', 'qc') + (() if spec.multi_delay else ('motion_filled',))
     ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
-                         quant=quant, sources=sources)
-          for key in ('cbf', 'cbf_smoothed', 'qc', 'motion_filled')}
+                         quant=quant, sources=sources) for key in keys}
     ds['cbf_smoothed'].inputs.meta = dict(ds['cbf_smoothed'].inputs.meta,
                                           SmoothingFWHM=settings.smooth_fwhm)
+    if spec.multi_delay:
+        _add_multidelay_sinks(wf, spec=spec, settings=settings, quant=quant, sources=sources,
+                              fit=cbf, ds=ds, qc=qc)
     wf.connect([
         (inputnode, cbf, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
-                          ('cbf_mask', 'mask_file'), ('instability', 'instability_file'),
-                          ('volume_types', 'volume_types')]),
-        (cbf, qc, [('out_unreliable', 'unreliable_file')]),
+                          ('cbf_mask', 'mask_file')]),
         (cbf, smooth, [('out_cbf', 'in_file')]),
         (inputnode, smooth, [('cbf_mask', 'mask_file')]),
         (cbf, qc, [('out_cbf', 'cbf_file')]),
@@ -87,13 +107,19 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         (cbf, ds['cbf'], [('out_cbf', 'in_file')]),
         (smooth, ds['cbf_smoothed'], [('out_file', 'in_file')]),
         (qc, ds['qc'], [('out_file', 'in_file')]),
-        (cbf, ds['motion_filled'], [('out_unreliable', 'in_file')]),
-        (cbf, outputnode, [('out_cbf', 'cbf'), ('out_deltam', 'deltam'),
-                           ('out_unreliable', 'unreliable')]),
+        (cbf, outputnode, [('out_cbf', 'cbf'), ('out_deltam', 'deltam')]),
         (smooth, outputnode, [('out_file', 'cbf_smoothed')]),
         (qc, outputnode, [('out_file', 'qc')]),
     ])
-    if settings.denoise:
+    if not spec.multi_delay:
+        wf.connect([
+            (inputnode, cbf, [('instability', 'instability_file'),
+                              ('volume_types', 'volume_types')]),
+            (cbf, qc, [('out_unreliable', 'unreliable_file')]),
+            (cbf, ds['motion_filled'], [('out_unreliable', 'in_file')]),
+            (cbf, outputnode, [('out_unreliable', 'unreliable')]),
+        ])
+    if settings.denoise and not spec.multi_delay:
         wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
     if settings.sr:
         wf.connect(inputnode, 'sr_info', qc, 'sr_info')
@@ -101,6 +127,64 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
                  inputnode=inputnode, cbf=cbf)
     return wf
+
+
+def _description(spec, settings) -> str:
+    """Methods text of the quantification, from the parameters actually used."""
+    label = {'PCASL': 'pseudo-continuous', 'CASL': 'continuous', 'PASL': 'pulsed'}
+    timing = (f'labeling duration {spec.tau} s' if spec.label_type != 'PASL'
+              else f'bolus cut-off delay {spec.ti1} s')
+    common = (f'{timing}, T1 of blood {spec.t1_blood} s, labeling efficiency '
+              f'{spec.labeling_efficiency}'
+              + (f' × {spec.bs_factor:.3f} for {spec.bs_pulses} background-suppression pulses'
+                 if spec.bs_pulses else '')
+              + ', partition coefficient 0.9 ml/g. ')
+    if spec.multi_delay:
+        what = 'inversion times' if spec.label_type == 'PASL' else 'post-labeling delays'
+        smooth_mm = float(getattr(settings, 'att_smooth', 8.0))
+        text = (
+            f'CBF and arterial transit time (ATT) were fitted voxelwise to the mean ΔM of each '
+            f'of the {len(spec.delays)} {what} '
+            f'({", ".join(f"{d:g}" for d in spec.delays)} s; '
+            f'{", ".join(str(n) for n in spec.pairs_per_delay)} pairs) with the general kinetic '
+            f'model (Buxton et al., 1998) in the single-compartment form of the multi-delay '
+            f'consensus, for {label[spec.label_type]} labeling: {common}'
+            'The fit was a weighted least squares by variable projection (CBF linear; ATT by '
+            'grid and golden-section search within bounds)'
+            + (f', the ATT fitted to ΔM smoothed inside the brain ({smooth_mm:g} mm SD) and '
+               "each voxel's CBF to its own data at that ATT. " if smooth_mm > 0 else '. ')
+        )
+        if getattr(settings, 'denoise', False):
+            text += f'The denoiser was not applied: {DENOISE_MULTIDELAY_SKIP}. '
+    else:
+        text = (f'CBF was quantified from the mean of the {spec.n_pairs} control/label pairs '
+                'with the single-compartment model of the ASL white paper (Alsop et al., 2015) '
+                f'for {label[spec.label_type]} labeling: post-labeling delay {spec.pld} s, '
+                + common)
+    if settings.smooth_fwhm:
+        text += (f'A smoothed map was made with a {settings.smooth_fwhm} mm FWHM Gaussian '
+                 'kernel normalised inside the brain mask.')
+    return text
+
+
+def _add_multidelay_sinks(wf, *, spec, settings, quant, sources, fit, ds, qc):
+    """``_att`` and the fit's record in the sidecars of ``_cbf``, ``desc-smoothed`` and
+    ``_att``; the QC row gets the tissue arrival times."""
+    ds['att'] = sink_node('att', out_dir=settings.output_dir, entities=spec.entities,
+                          quant=quant, sources=sources)
+    extra = {}
+    if getattr(settings, 'denoise', False):
+        logger.warning('%s: denoising skipped: %s', spec.asl_file.name, DENOISE_MULTIDELAY_SKIP)
+        extra['DenoisingSkipped'] = DENOISE_MULTIDELAY_SKIP
+    ds['cbf'].inputs.meta = dict(ds['cbf'].inputs.meta, Description=CBF_FIT_DESCRIPTION,
+                                 **extra)
+    for key in ('cbf', 'cbf_smoothed', 'att'):
+        merge = pe.Node(niu.Function(function=_merge_meta, input_names=['meta', 'info'],
+                                     output_names=['meta']), name=f'{key}_fit_meta')
+        merge.inputs.meta = ds[key].inputs.meta
+        wf.connect([(fit, merge, [('info', 'info')]), (merge, ds[key], [('meta', 'meta')])])
+    wf.connect([(fit, ds['att'], [('out_att', 'in_file')]),
+                (fit, qc, [('out_att', 'att_file')])])
 
 
 def _add_pvc(wf, *, spec, quant, settings, sources, inputnode, cbf):

@@ -70,6 +70,9 @@ OUTPUTS = {
                             'control/label values far noisier than the brain (no usable ΔM); '
                             'all zeros when nothing moved', naming={'desc': 'motionfilled'},
                             meta={'Type': 'ROI'}),
+    'att': Output('perf', 'att', 'Arterial transit time fitted with CBF to the multi-delay '
+                  'series (general kinetic model, Buxton et al. 1998)', units='s',
+                  quantitative=True),
     'confounds': Output('perf', 'timeseries', 'Head-motion parameters and framewise '
                         'displacement of each volume', extension='.tsv',
                         naming={'desc': 'confounds'}),
@@ -120,8 +123,16 @@ TSV_COLUMNS = {
         'motion_filled_pct': {
             'Description': 'percentage of the brain mask whose CBF was interpolated because '
             'motion left no usable ΔM there (desc-motionfilled_mask)', 'Units': '%'},
+        'mean_gm_att': {'Description': 'mean arterial transit time where P(GM) > 0.7 '
+                        '(multi-delay series)', 'Units': 's'},
+        'mean_wm_att': {'Description': 'mean arterial transit time where P(WM) > 0.9 '
+                        '(multi-delay series)', 'Units': 's'},
     },
 }
+#: Description of ``_cbf`` for a multi-delay series, where it comes from the fit, not from the
+#: plain average.
+CBF_FIT_DESCRIPTION = ('CBF fitted voxelwise with the arterial transit time to the mean ΔM of '
+                       'each delay (general kinetic model, Buxton et al. 1998)')
 
 
 def sidecar(key: str, quant: dict | None = None) -> dict:
