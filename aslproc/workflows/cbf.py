@@ -33,6 +33,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     Outputs
     -------
     cbf, deltam, cbf_smoothed, qc
+    cbf_pvc_gm, cbf_pvc_wm
+        Partial-volume corrected maps (connected when ``settings.pvc``).
     """
     wf = LiterateWorkflow(name=name)
     label = {'PCASL': 'pseudo-continuous', 'CASL': 'continuous', 'PASL': 'pulsed'}
@@ -52,7 +54,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
               'cbf_denoised']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
-    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'deltam', 'cbf_smoothed', 'qc']),
+    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'deltam', 'cbf_smoothed', 'qc',
+                                                       'cbf_pvc_gm', 'cbf_pvc_wm']),
                          name='outputnode')
     quant = spec.sidecar()
     cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
@@ -81,8 +84,10 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     if settings.denoise:
         wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
     if settings.pvc:
-        _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
-                 inputnode=inputnode, cbf=cbf)
+        pvc = _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
+                       inputnode=inputnode, cbf=cbf)
+        wf.connect(pvc, 'out_gm', outputnode, 'cbf_pvc_gm')
+        wf.connect(pvc, 'out_wm', outputnode, 'cbf_pvc_wm')
     return wf
 
 
@@ -107,4 +112,5 @@ def _add_pvc(wf, *, spec, quant, settings, sources, inputnode, cbf):
                        sources=sources)
         ds.inputs.meta = dict(ds.inputs.meta, **pvc_meta)
         wf.connect(pvc, port, ds, 'in_file')
+    return pvc
 
