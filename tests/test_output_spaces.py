@@ -100,3 +100,46 @@ def test_bad_atlas_options_exit_2(bids, tmp_path, capsys, atlas):
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert message in err and 'Traceback' not in err, err
+
+
+@pytest.mark.parametrize('spaces,pvc', [
+    (('asl',), False),
+    (('asl', 'T1w', 'MNI152NLin2009aSym:res-1', 'MNI152NLin2009aSym:res-2'), True),
+])
+def test_spaces_are_wired_as_asked(tmp_path, spaces, pvc):
+    """The graph builds and expands for each list of spaces: one resampling node and one sink
+    per map and space, the regional table on the first template grid, nothing without one."""
+    from nipype.pipeline.engine.utils import generate_expanded_graph
+
+    from aslproc.bids import query
+    from aslproc.cli.settings import Settings
+    from aslproc.workflows.base import init_single_subject_wf
+    from tests.conftest import make_dataset
+
+    bids = make_dataset(tmp_path / 'ds', n_pairs=2)
+    settings = Settings(bids_dir=bids, output_dir=tmp_path / 'out', analysis_level='participant',
+                        work_dir=tmp_path / 'work', denoise=True, sr=False, pvc=pvc,
+                        output_spaces=spaces)
+    wf = init_single_subject_wf(subject='01', runs=query.collect_runs(bids, '01'),
+                                settings=settings)
+    nodes = {n.fullname.split('.', 1)[1]: n for n in
+             generate_expanded_graph(wf._create_flat_graph()).nodes()}
+    names = {k.rsplit('.', 1)[-1] for k in nodes}
+    if spaces == ('asl',):
+        assert not any('MNI' in n or 'T1w' in n or n in ('normalize', 'regions') for n in names)
+        assert 'regions' not in wf.visit_desc()
+        return
+    maps = ('cbf', 'cbf_smoothed', 'cbf_denoised', 'cbf_pvc_gm', 'cbf_pvc_wm', 'asl_mask')
+    for tag in ('T1w', 'MNI152NLin2009aSym_res1', 'MNI152NLin2009aSym_res2'):
+        assert {f'{k}_to_{tag}' for k in maps} <= names
+        assert {f'ds_{k}_{tag}' for k in maps} <= names
+    assert {'normalize', 'template_res1', 'template_res2', 'atlas', 'regions',
+            'fov_MNI152NLin2009aSym_res1', 'ds_xfm_to_template', 'ds_regions'} <= names
+    assert 'fov_MNI152NLin2009aSym_res2' not in names  # regions on the first template grid
+    assert nodes['template_wf.normalize'].inputs.res == 1
+    region = next(n for k, n in nodes.items() if k.endswith('.regions'))
+    assert region.inputs.map_names == ['cbf', 'cbf_smoothed', 'cbf_denoised', 'cbf_pvcGM']
+    sink = next(n for k, n in nodes.items() if k.endswith('ds_cbf_pvc_wm_MNI152NLin2009aSym_res1'))
+    assert sink.inputs.naming == {'space': 'MNI152NLin2009aSym', 'res': '1', 'desc': 'pvcWM'}
+    text = wf.visit_desc()
+    assert 'MNI152NLin2009aSym' in text and 'Seitzman' in text and 'single linear' in text
