@@ -17,12 +17,17 @@ import pytest
 from aslproc.bids.naming import derivative_path
 from aslproc.bids.validate import validate_bids
 from aslproc.cli.run import main
-from aslproc.workflows.outputs import OUTPUTS
+from aslproc.utils.template import TEMPLATE, Space
+from aslproc.workflows.outputs import OUTPUTS, space_key
 from tests.conftest import make_dataset
 
 #: Outputs a run with default options must write (the learned stages included).
 DEFAULT = ('anat_mask', 'probseg_gm', 'probseg_wm', 'probseg_csf', 'asl_mask', 'cbf',
            'cbf_smoothed', 'cbf_denoised', 'cbf_sr', 'confounds', 'qc', 'xfm', 'motion_filled')
+#: Normalization is on by default (issue #15): transforms, template-space maps, regions.
+DEFAULT += ('xfm_to_template', 'xfm_from_template', 'regions',
+            *(space_key(k, Space(TEMPLATE, 2))
+              for k in ('cbf', 'cbf_smoothed', 'cbf_denoised', 'asl_mask')))
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from tests.conftest import make_dataset
 
 SECTIONS = ('summary', 'errors', 'run-0', 'registration-0', 'motion-0', 'cbf-0', 'qc-0',
             'methods')
-FIGURES = ('registration', 'mask', 'motion', 'cbf', 'histograms')
+FIGURES = ('registration', 'mask', 'motion', 'cbf', 'histograms', 'normalization')
 PNG = re.compile(r'<figure id="fig-([a-z]+)-0">.*?(?:base64,([A-Za-z0-9+/=]+)"|</figure>)',
                  re.S)
 

@@ -6,6 +6,9 @@
 >>> derivative_name({'subject': '01'}, suffix='xfm', extension='.mat',
 ...                 **{'from': 'asl', 'to': 'T1w', 'mode': 'image'})
 'sub-01_from-asl_to-T1w_mode-image_xfm.mat'
+>>> derivative_name({'subject': '01'}, suffix='cbf', extension='.nii.gz',
+...                 space='MNI152NLin2009aSym', res='2', desc='denoised')
+'sub-01_space-MNI152NLin2009aSym_res-2_desc-denoised_cbf.nii.gz'
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 #: (entity name, key in file names), in the order the BIDS specification writes them.
 ENTITY_ORDER = (
     ('subject', 'sub'), ('session', 'ses'), ('acquisition', 'acq'), ('run', 'run'),
-    ('from', 'from'), ('to', 'to'), ('mode', 'mode'), ('space', 'space'),
+    ('from', 'from'), ('to', 'to'), ('mode', 'mode'), ('space', 'space'), ('res', 'res'),
     ('label', 'label'), ('desc', 'desc'),
 )
 

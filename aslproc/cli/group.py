@@ -1,4 +1,5 @@
-"""Group level: one table of the QC rows of every processed run."""
+"""Group level: the QC table of every processed run and, from the template-space outputs, the
+group maps, tables and report (:mod:`aslproc.utils.group`, :mod:`aslproc.reports.group`)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,11 @@ def group_figure(rows: list[dict], out_file) -> str:
         ax.set_title(FIGURE_COLUMNS[col], fontsize=9)
         ax.set_xticks([])
     fig.tight_layout()
-    fig.savefig(out_file, dpi=90)
+    from pathlib import Path
+
+    from aslproc.bids.derivatives import atomic_fill
+
+    atomic_fill(Path(out_file), lambda tmp: fig.savefig(tmp, dpi=90, format='png'))
     plt.close(fig)
     return str(out_file)
 
@@ -58,20 +63,66 @@ def _number(value) -> float:
 
 
 def run_group(settings: Settings) -> int:
-    """Write ``OUT/group_desc-qc_cbf.tsv`` and a figure of it (``group_desc-qc_cbf.png``);
-    status 1 when no participant output exists."""
+    """Write ``OUT/group_desc-qc_cbf.tsv`` and a figure of it (``group_desc-qc_cbf.png``),
+    then the template-space group outputs (:func:`write_group_outputs`); status 1 when no
+    participant output exists."""
     rows = collect_qc_rows(settings.output_dir)
     if not rows:
         print(f'aslproc: no participant QC tables under {settings.output_dir}; run the '
               'participant level first', file=sys.stderr)
         return 1
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    out = settings.output_dir / 'group_desc-qc_cbf.tsv'
-    with open(out, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=fields, delimiter='\t', restval='n/a',
-                           lineterminator='\n')
-        w.writeheader()
-        w.writerows(rows)
+    from aslproc.utils.group import write_tsv
+
+    out = write_tsv(settings.output_dir / 'group_desc-qc_cbf.tsv', rows)
     group_figure(rows, settings.output_dir / 'group_desc-qc_cbf.png')
     logger.info('group QC table: %s (%d runs)', out, len(rows))
+    try:
+        write_group_outputs(settings.output_dir)
+    except (OSError, ValueError) as err:  # e.g. maps on different grids: one line, no traceback
+        print(f'aslproc: group outputs: {err}', file=sys.stderr)
+        return 1
     return 0
+
+
+def _dice_of_subjects(output_dir) -> dict:
+    """Normalization Dice per subject label, from the transforms' sidecars."""
+    import json
+
+    found = {}
+    for side in sorted(output_dir.glob('sub-*/**/anat/*_from-T1w_to-*_xfm.json')):
+        try:
+            dice = json.loads(side.read_text()).get('NormalizationDiceGM')
+        except (OSError, ValueError):
+            continue
+        if dice is not None:
+            found.setdefault(side.name.split('_')[0][4:], float(dice))
+    return found
+
+
+def write_group_outputs(output_dir) -> dict:
+    """Inclusion table, group mean/SD/count maps, the subject × region table and the group
+    report; returns what was written."""
+    from aslproc.bids.derivatives import atomic_write_json
+    from aslproc.reports.group import write_group_report
+    from aslproc.utils import group
+
+    runs = group.collect_runs(output_dir)
+    decisions = group.decide(runs, _dice_of_subjects(output_dir))
+    glob_tsv = group.write_tsv(output_dir / 'group_desc-global_cbf.tsv', decisions)
+    atomic_write_json(output_dir / 'group_desc-global_cbf.json', group.GLOBAL_COLUMNS)
+    maps = group.write_group_maps(output_dir, runs, decisions)
+    names, region_rows = group.region_rows(runs, decisions)
+    written = {'global': glob_tsv, 'maps': maps}
+    if region_rows:
+        written['regions'] = group.write_tsv(
+            output_dir / 'group_desc-regions_cbf.tsv', region_rows,
+            fields=['participant_id', 'run', 'included', 'map', *names])
+        atomic_write_json(output_dir / 'group_desc-regions_cbf.json', group.REGION_COLUMNS)
+    elif not maps:
+        logger.warning('group: no template-space outputs (participant level run with '
+                       '--skip-normalization?); only the QC tables were written')
+    written['report'] = write_group_report(output_dir, runs, decisions, maps, names,
+                                           region_rows)
+    logger.info('group: %d of %d runs included', sum(d['included'] for d in decisions),
+                len(decisions))
+    return written

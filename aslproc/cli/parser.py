@@ -137,6 +137,25 @@ def _build_parser() -> argparse.ArgumentParser:
                    help='also write linear and cubic-spline resampling of the CBF to the T1w '
                    'grid (space-T1w_desc-srlinear_cbf, desc-srcubic), for comparison')
 
+    g = parser.add_argument_group('Standard space and regions')
+    g.add_argument('--output-spaces', nargs='+', default=None, metavar='SPACE',
+                   help='spaces of the CBF maps, fMRIPrep style: asl (the ASL grid, always '
+                   'written), T1w (the T1w grid), MNI152NLin2009aSym[:res-1|:res-2] (the ICBM '
+                   '2009a symmetric template nilearn ships; no res means res-2). A template '
+                   'space normalizes the T1w and writes the regional CBF table (default: asl '
+                   'MNI152NLin2009aSym:res-2)')
+    g.add_argument('--skip-normalization', action='store_true',
+                   help='no spatial normalization: drops the template from the default output '
+                   'spaces (no template-space maps, no regional table)')
+    g.add_argument('--atlas', type=exists, default=None, metavar='FILE.nii.gz',
+                   help='label image in MNI152NLin2009aSym space for the regional CBF table '
+                   '(default: the Seitzman 2018 300 spheres shipped with nilearn); needs '
+                   '--atlas-labels')
+    g.add_argument('--atlas-labels', type=exists, default=None, metavar='FILE.tsv',
+                   help='tab-separated label table of --atlas with columns index and name '
+                   '(BIDS dseg.tsv); every label of the image must be listed and every row '
+                   'must occur in the image')
+
     g = parser.add_argument_group('Other')
     g.add_argument('-v', '--verbose', action='count', default=0,
                    help='more log output (-v: info, -vv: debug)')
@@ -157,6 +176,7 @@ def parse_args(argv=None) -> Settings:
     if not (bids_dir / 'dataset_description.json').exists():
         parser.error(f'<{bids_dir}> is not a BIDS dataset: no dataset_description.json')
     labels = tuple(lbl[4:] if lbl.startswith('sub-') else lbl for lbl in opts.participant_label)
+    spaces = _output_spaces(opts, parser)
     nthreads = opts.omp_nthreads or min(opts.nprocs, 8)
     return Settings(
         bids_dir=bids_dir, output_dir=out, analysis_level=opts.analysis_level,
@@ -166,8 +186,38 @@ def parse_args(argv=None) -> Settings:
         motion_compensation=opts.motion_compensation, pvc=opts.pvc,
         device=opts.device, denoise=opts.denoise, denoise_pv=opts.denoise_pv, sr=opts.sr,
         sr_iters=opts.sr_iters, sr_levels=opts.sr_levels, sr_baseline=opts.sr_baseline,
-        verbose=opts.verbose, att_smooth=opts.att_smooth,
+        verbose=opts.verbose, att_smooth=opts.att_smooth, output_spaces=spaces,
+        atlas=opts.atlas, atlas_labels=opts.atlas_labels,
     )
+
+
+def _output_spaces(opts, parser) -> tuple:
+    """The checked ``--output-spaces`` (strings), with ``--skip-normalization`` and the
+    atlas options checked against them; exits through ``parser.error``."""
+    from aslproc.utils.atlas import AtlasError, check_atlas
+    from aslproc.utils.template import DEFAULT_SPACES, SpaceError, parse_spaces
+
+    try:
+        spaces = parse_spaces(opts.output_spaces or DEFAULT_SPACES)
+    except SpaceError as err:
+        parser.error(f'--output-spaces: {err}')
+    if opts.skip_normalization:
+        if opts.output_spaces and any(s.is_template for s in spaces):
+            parser.error('--skip-normalization contradicts the template space in '
+                         '--output-spaces; drop one of them')
+        spaces = tuple(s for s in spaces if not s.is_template)
+    if bool(opts.atlas) != bool(opts.atlas_labels):
+        parser.error('--atlas and --atlas-labels go together: the label image and its table '
+                     '(index and name columns)')
+    if opts.atlas:
+        if not any(s.is_template for s in spaces):
+            parser.error('--atlas needs a template output space (MNI152NLin2009aSym), but '
+                         'normalization is off')
+        try:
+            check_atlas(opts.atlas, opts.atlas_labels)
+        except AtlasError as err:
+            parser.error(f'--atlas: {err}')
+    return tuple(str(s) for s in spaces)
 
 
 def _inside(path: Path, parent: Path) -> bool:

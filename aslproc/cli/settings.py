@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from aslproc.utils.template import DEFAULT_SPACES, parse_spaces
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -37,6 +39,19 @@ class Settings:
     sr_baseline: bool = False
     verbose: int = 0
     att_smooth: float = 8.0
+    output_spaces: tuple = DEFAULT_SPACES
+    atlas: Path | None = None
+    atlas_labels: Path | None = None
+
+    @property
+    def spaces(self) -> tuple:
+        """``output_spaces`` as :class:`~aslproc.utils.template.Space` objects."""
+        return parse_spaces(self.output_spaces)
+
+    @property
+    def normalize(self) -> bool:
+        """Whether a template space is requested (the T1w is then normalized)."""
+        return any(s.is_template for s in self.spaces)
 
     def to_dict(self) -> dict:
         """JSON-ready form (paths as strings)."""

@@ -30,6 +30,8 @@ class _BrainMaskOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc='brain mask (uint8) on the T1w grid')
     out_template_affine = File(exists=True, desc='MNI152 → T1w affine part (ITK .mat)')
     out_template_warp = File(exists=True, desc='MNI152 → T1w SyN warp (apply after the affine)')
+    out_template_inverse_warp = File(
+        exists=True, desc='inverse of the SyN warp (T1w → MNI152 with the inverted affine)')
 
 
 class BrainMask(SimpleInterface):
@@ -49,6 +51,7 @@ class BrainMask(SimpleInterface):
         )
         self._results['out_template_affine'] = f'{prefix}0GenericAffine.mat'
         self._results['out_template_warp'] = f'{prefix}1Warp.nii.gz'
+        self._results['out_template_inverse_warp'] = f'{prefix}1InverseWarp.nii.gz'
         return runtime
 
 

@@ -76,12 +76,25 @@ def render(settings, subject: str, runs: list, *, methods: str = '', error=None,
             sections.append({'index': i, 'name': Path(spec.asl_file).name,
                              'error': f'{type(err).__name__}: {err}'})
     started = time.time() - elapsed if elapsed is not None else None
+    normalization = _normalization(settings, runs, work)
     return _ENV.get_template('report.html.j2').render(
+        normalization=normalization,
         subject=subject, version=__version__, provenance=provenance_of(settings),
         settings=settings.to_dict(), device=device_summary(settings, runs), runs=sections,
         stages=stage_rows(work, settings, started=started, failed=bool(error)),
         nodes=node_rows(work), methods=methods, error=error, elapsed=elapsed,
         warnings=_warnings(warnings), date=time.strftime('%Y-%m-%d %H:%M'))
+
+
+def _normalization(settings, runs, work):
+    """The spatial-normalization panel (None when off or when it cannot be gathered)."""
+    from aslproc.reports.normalization import normalization_section
+
+    try:
+        return normalization_section(settings, runs, work)
+    except Exception as err:  # noqa: BLE001 - the rest of the report still shows
+        logger.warning('report: normalization panel failed: %s', err)
+        return None
 
 
 def write_report(settings, subject: str, runs: list, *, methods: str = '', error=None,

@@ -29,10 +29,14 @@ STAGES = (
     ('denoiser (CNN)', ('denoise',), 'denoise'),
     ('super-resolution (GAN)', ('super_resolve',), 'sr'),
     ('QC metrics', ('qc',), None),
+    ('spatial normalization (T1w → MNI152NLin2009aSym)', ('normalize',), 'normalize'),
+    ('CBF maps into the output spaces', ('*_to_MNI152NLin2009aSym_res*', '*_to_T1w', 'fov_*'),
+     None),
+    ('regional CBF', ('regions',), 'normalize'),
     ('writing derivatives', ('ds_*', '*_meta'), None),
 )
 #: Command-line option that switches a stage off.
-SWITCHES = {'denoise': '--no-denoise', 'sr': '--no-sr'}
+SWITCHES = {'denoise': '--no-denoise', 'sr': '--no-sr', 'normalize': '--skip-normalization'}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Offline brain extraction and tissue segmentation of the T1w.
 
-Brain mask: nilearn's MNI152 2009c template (shipped with nilearn, already skull-stripped,
+Brain mask: nilearn's MNI152 template (ICBM 2009a nonlinear symmetric, MNI152NLin2009aSym;
+shipped with nilearn, already skull-stripped,
 values in [0, 1], zero outside the brain) is registered to the subject T1w (affine, then a
 quick SyN, at a coarse working resolution), and nilearn's brain mask (template > 0.2, which
 holds brain and CSF) is carried over, thresholded and cleaned (holes filled, largest
@@ -74,6 +75,9 @@ def mni_template(res_mm: float) -> tuple[ants.ANTsImage, ants.ANTsImage]:
 def _syn(fixed, moving, prefix, initial, fixed_mask) -> list[str]:
     """Quick SyN (Mattes MI) from an affine start; returns the forward transform list.
 
+    ``antsRegistration`` also leaves ``<prefix>1InverseWarp.nii.gz``, the inverse of the SyN
+    field (used, with the inverted affine, to resample subject images into the template).
+
     The metric mask is on the fixed side: ANTs finds no valid points for SyN with a moving mask.
     """
     fptr, mptr = get_pointer_string(fixed), get_pointer_string(moving)
@@ -143,7 +147,9 @@ def _warp_template_mask(t1w, work_res_mm, workdir, out_xfm_prefix) -> ants.ANTsI
     xfms = normalize_template(smooth_downsample(t1w, res), template, template_mask, workdir)
     _, fine_mask = mni_template(float(min(t1w.spacing)))
     if out_xfm_prefix is not None:
-        for src, name in zip(xfms, ('1Warp.nii.gz', '0GenericAffine.mat'), strict=True):
+        inverse = xfms[0].replace('1Warp.nii.gz', '1InverseWarp.nii.gz')
+        names = ('1Warp.nii.gz', '0GenericAffine.mat', '1InverseWarp.nii.gz')
+        for src, name in zip((*xfms, inverse), names, strict=True):
             shutil.copyfile(src, f'{out_xfm_prefix}{name}')
     return apply_xfms(fine_mask, t1w, xfms, interpolation='linear')
 
@@ -164,7 +170,8 @@ def brain_mask(
         Isotropic grid (mm) on which the template is registered; the T1w voxel size if coarser.
     out_xfm_prefix : str, optional
         If given, keep the template → T1w transforms as ``<prefix>0GenericAffine.mat`` and
-        ``<prefix>1Warp.nii.gz`` (for template priors).
+        ``<prefix>1Warp.nii.gz``, and the inverse SyN field as ``<prefix>1InverseWarp.nii.gz``
+        (spatial normalization reuses this registration, :mod:`aslproc.utils.normalize`).
 
     Returns
     -------

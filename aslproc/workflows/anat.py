@@ -41,16 +41,21 @@ def init_anat_wf(*, t1w_file, out_dir, entities: dict, omp_nthreads: int, source
         Brain mask on the T1w grid.
     gm, wm, csf
         Tissue probability maps on the T1w grid.
+    template_affine, template_warp, template_inverse_warp
+        The template → T1w registration of the skull-stripping (affine, SyN field, inverse
+        SyN field), reused for spatial normalization.
     """
     wf = LiterateWorkflow(name=name)
     wf.__desc__ = (
-        'The T1w image was skull-stripped by registering the MNI152 2009c template shipped '
-        'with nilearn to it (affine and SyN, ANTs through antspyx) and warping the template '
+        'The T1w image was skull-stripped by registering the ICBM 2009a nonlinear symmetric '
+        'MNI152 template shipped with nilearn (MNI152NLin2009aSym) to it (affine and SyN, '
+        'ANTs through antspyx) and warping the template '
         'brain mask; grey matter, white matter and CSF probability maps were estimated with '
         'Atropos (ANTs).'
     )
-    outputnode = pe.Node(niu.IdentityInterface(fields=['t1w', 't1w_mask', 'gm', 'wm', 'csf']),
-                         name='outputnode')
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=['t1w', 't1w_mask', 'gm', 'wm', 'csf', 'template_affine', 'template_warp',
+                'template_inverse_warp']), name='outputnode')
     outputnode.inputs.t1w = str(t1w_file)
     mask = pe.Node(BrainMask(in_file=str(t1w_file), num_threads=omp_nthreads), name='brain_mask',
                    n_procs=omp_nthreads, mem_gb=2)
@@ -60,7 +65,9 @@ def init_anat_wf(*, t1w_file, out_dir, entities: dict, omp_nthreads: int, source
              for key in ('anat_mask', 'probseg_gm', 'probseg_wm', 'probseg_csf')}
     wf.connect([
         (mask, seg, [('out_file', 'mask_file')]),
-        (mask, outputnode, [('out_file', 't1w_mask')]),
+        (mask, outputnode, [('out_file', 't1w_mask'), ('out_template_affine', 'template_affine'),
+                            ('out_template_warp', 'template_warp'),
+                            ('out_template_inverse_warp', 'template_inverse_warp')]),
         (seg, outputnode, [('out_gm', 'gm'), ('out_wm', 'wm'), ('out_csf', 'csf')]),
         (mask, sinks['anat_mask'], [('out_file', 'in_file')]),
         (seg, sinks['probseg_gm'], [('out_gm', 'in_file')]),

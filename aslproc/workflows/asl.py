@@ -56,6 +56,8 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         Quantification results.
     cbf_denoised, cbf_sr
         Learned stages (undefined when switched off).
+    cbf_pvc_gm, cbf_pvc_wm
+        Partial-volume corrected maps (undefined without ``--pvc``).
     """
     wf = LiterateWorkflow(name=name)
     ref_kind = 'the M0 map' if spec.m0_type in ('Included', 'Separate') else \
@@ -87,7 +89,7 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     outputnode = pe.Node(niu.IdentityInterface(
         fields=['asl_series', 'm0', 'asl_ref', 'asl_mask', 'cbf_mask', 'xfm', 'cbf', 'deltam',
                 'cbf_smoothed', 'confounds', 'qc', 'gm_asl', 'wm_asl', 'cbf_denoised',
-                'cbf_sr']), name='outputnode')
+                'cbf_sr', 'cbf_pvc_gm', 'cbf_pvc_wm']), name='outputnode')
     vtypes = list(spec.volume_types)
     hmc = pe.Node(MotionCorrection(in_file=str(spec.asl_file), volume_types=vtypes,
                                    num_threads=omp_nthreads,
@@ -143,6 +145,9 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
                               ('outputnode.cbf_smoothed', 'cbf_smoothed'),
                               ('outputnode.qc', 'qc')]),
     ])
+    if settings.pvc:
+        wf.connect(cbf_wf, 'outputnode.cbf_pvc_gm', outputnode, 'cbf_pvc_gm')
+        wf.connect(cbf_wf, 'outputnode.cbf_pvc_wm', outputnode, 'cbf_pvc_wm')
     wf.connect(ref_src[0], ref_src[1], cbf_wf, 'inputnode.asl_ref')
     wf.connect(ref_src[0], ref_src[1], outputnode, 'asl_ref')
     for key in ('mask', 'gm', 'wm'):

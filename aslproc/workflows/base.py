@@ -7,6 +7,7 @@ from pathlib import Path
 from aslproc.workflows.anat import init_anat_wf
 from aslproc.workflows.asl import init_asl_wf
 from aslproc.workflows.engine import LiterateWorkflow
+from aslproc.workflows.normalize import connect_spaces, init_template_wf
 
 
 def bids_uri(path, bids_dir) -> str:
@@ -48,6 +49,7 @@ def init_single_subject_wf(*, subject: str, runs: list, settings, name: str | No
     anat_wf = init_anat_wf(t1w_file=first.t1w_file, out_dir=settings.output_dir,
                            entities=t1w_entities(first), omp_nthreads=settings.omp_nthreads,
                            sources=[bids_uri(first.t1w_file, settings.bids_dir)])
+    template_wf = _template_wf(wf, anat_wf, first, settings)
     for i, spec in enumerate(runs):
         sources = [bids_uri(spec.asl_file, settings.bids_dir)]
         if spec.m0_file:
@@ -58,7 +60,25 @@ def init_single_subject_wf(*, subject: str, runs: list, settings, name: str | No
             ('outputnode.t1w', 'inputnode.t1w'), ('outputnode.t1w_mask', 'inputnode.t1w_mask'),
             ('outputnode.gm', 'inputnode.gm'), ('outputnode.wm', 'inputnode.wm'),
             ('outputnode.csf', 'inputnode.csf')])])
+        if any(s.name != 'asl' for s in settings.spaces):
+            connect_spaces(wf, spec=spec, settings=settings, anat_wf=anat_wf, asl_wf=asl_wf,
+                           template_wf=template_wf, anat_entities=t1w_entities(first),
+                           omp_nthreads=settings.omp_nthreads,
+                           name=f'std_{i:02d}_{_run_tag(spec)}_wf')
     return wf
+
+
+def _template_wf(wf, anat_wf, first, settings):
+    """The subject's normalization workflow, connected to ``anat_wf`` (None when no template
+    space is requested)."""
+    if not settings.normalize:
+        return None
+    template_wf = init_template_wf(settings=settings, entities=t1w_entities(first),
+                                   omp_nthreads=settings.omp_nthreads,
+                                   sources=[bids_uri(first.t1w_file, settings.bids_dir)])
+    wf.connect([(anat_wf, template_wf, [(f'outputnode.{k}', f'inputnode.{k}') for k in (
+        't1w', 'gm', 'template_affine', 'template_warp', 'template_inverse_warp')])])
+    return template_wf
 
 
 def _run_tag(spec) -> str:

@@ -66,6 +66,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         arrival time (also written, as ``_att``), ``deltam`` holds the mean ΔM of each
         delay, the denoiser's map is not used, and no motion fill is made (``unreliable``
         stays unconnected).
+    cbf_pvc_gm, cbf_pvc_wm
+        Partial-volume corrected maps (connected when ``settings.pvc``).
     """
     wf = LiterateWorkflow(name=name)
     wf.__desc__ = _description(spec, settings)
@@ -74,7 +76,8 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     inputnode.inputs.volume_types = list(spec.volume_types)
     outputnode = pe.Node(niu.IdentityInterface(
-        fields=['cbf', 'deltam', 'cbf_smoothed', 'qc', 'unreliable']), name='outputnode')
+        fields=['cbf', 'deltam', 'cbf_smoothed', 'qc', 'unreliable', 'cbf_pvc_gm',
+                'cbf_pvc_wm']), name='outputnode')
     quant = spec.sidecar()
     if spec.multi_delay:
         cbf = pe.Node(FitMultiDelay(volume_types=list(spec.volume_types),
@@ -124,8 +127,10 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     if settings.sr:
         wf.connect(inputnode, 'sr_info', qc, 'sr_info')
     if settings.pvc:
-        _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
-                 inputnode=inputnode, cbf=cbf)
+        pvc = _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
+                       inputnode=inputnode, cbf=cbf)
+        wf.connect(pvc, 'out_gm', outputnode, 'cbf_pvc_gm')
+        wf.connect(pvc, 'out_wm', outputnode, 'cbf_pvc_wm')
     return wf
 
 
@@ -208,4 +213,5 @@ def _add_pvc(wf, *, spec, quant, settings, sources, inputnode, cbf):
                        sources=sources)
         ds.inputs.meta = dict(ds.inputs.meta, **pvc_meta)
         wf.connect(pvc, port, ds, 'in_file')
+    return pvc
 

@@ -157,3 +157,72 @@ def sink_node(key: str, *, out_dir, entities: dict, quant: dict | None = None,
             suffix=out.suffix, extension=out.extension, naming=dict(out.naming),
             meta=sidecar(key, quant), sources=list(sources)),
         name=name or f'ds_{key}', run_without_submitting=True)
+
+
+# Spatial normalization and template-space outputs (issue #15) --------------------------------
+from aslproc.utils.template import (  # noqa: E402 - kept with the rows it builds
+    RESOLUTION_TEXT,
+    RESOLUTIONS,
+    TEMPLATE,
+    Space,
+)
+
+OUTPUTS['xfm_to_template'] = Output(
+    'anat', 'xfm', f'T1w to {TEMPLATE} (ITK composite: inverse of the template-to-T1w affine, '
+    'then the inverse SyN field); resamples T1w-space images onto the template',
+    extension='.h5', naming={'from': 'T1w', 'to': TEMPLATE, 'mode': 'image'})
+OUTPUTS['xfm_from_template'] = Output(
+    'anat', 'xfm', f'{TEMPLATE} to T1w (ITK composite: SyN field, then the affine); resamples '
+    'template-space images onto the T1w', extension='.h5',
+    naming={'from': TEMPLATE, 'to': 'T1w', 'mode': 'image'})
+OUTPUTS['regions'] = Output(
+    'perf', 'cbf', 'Mean CBF per atlas region in template space, over the voxels of the region '
+    "in the ASL field of view, in the run's brain mask and in the subject's grey matter "
+    '(P(GM) > 0.5 after normalization)', extension='.tsv', naming={'desc': 'regions'})
+
+#: ASL-grid maps that are carried into each requested output space, and their interpolator.
+RESAMPLED = {'cbf': 'linear', 'cbf_smoothed': 'linear', 'cbf_denoised': 'linear',
+             'cbf_pvc_gm': 'linear', 'cbf_pvc_wm': 'linear', 'asl_mask': 'nearestNeighbor'}
+
+
+def space_key(key: str, space) -> str:
+    """Key of :data:`OUTPUTS` for the ASL-grid output ``key`` resampled into ``space``.
+
+    >>> space_key('cbf_denoised', Space('MNI152NLin2009aSym', 2))
+    'cbf_denoised@MNI152NLin2009aSym_res2'
+    """
+    return f'{key}@{space.tag}'
+
+
+def _resampled(key: str, space: Space) -> Output:
+    base = OUTPUTS[key]
+    interp = RESAMPLED[key]
+    where = (f'{TEMPLATE}, {space.res} mm grid' if space.is_template else 'the T1w grid')
+    how = ('through the composed ASL-to-T1w and T1w-to-template transforms'
+           if space.is_template else 'through the ASL-to-T1w transform')
+    meta = {**base.meta, 'Interpolation': interp}
+    if space.is_template:
+        meta['Resolution'] = RESOLUTION_TEXT[space.res]
+    return Output(base.datatype, base.suffix,
+                  f'{base.description}; resampled onto {where} {how} in one '
+                  f'{"linear" if interp == "linear" else "nearest-neighbour"} interpolation',
+                  extension=base.extension, naming={**space.entities, **base.naming},
+                  units=base.units, quantitative=base.quantitative, meta=meta)
+
+
+for _space in (Space('T1w'), *(Space(TEMPLATE, r) for r in RESOLUTIONS)):
+    for _key in RESAMPLED:
+        OUTPUTS[space_key(_key, _space)] = _resampled(_key, _space)
+
+TSV_COLUMNS['regions'] = {
+    'index': {'Description': 'label of the region in the atlas'},
+    'name': {'Description': 'name of the region'},
+    'n_voxels': {'Description': 'voxels of the region on the template grid'},
+    'coverage': {'Description': 'share of the region\'s voxels inside the ASL field of view'},
+    'n_voxels_gm': {'Description': 'voxels averaged: in the region, the field of view, the '
+                    "run's brain mask and the subject's grey matter (P(GM) > 0.5)"},
+    'cbf': {'Description': 'mean plain-average CBF', 'Units': CBF_UNITS},
+    'cbf_smoothed': {'Description': 'mean smoothed CBF', 'Units': CBF_UNITS},
+    'cbf_denoised': {'Description': 'mean denoised CBF', 'Units': CBF_UNITS},
+    'cbf_pvcGM': {'Description': 'mean partial-volume corrected GM CBF', 'Units': CBF_UNITS},
+}
