@@ -247,15 +247,17 @@ def _add_regions(wf, *, spec, settings, space, maps, inputnode, outputnode, resa
         wf.connect(resampled[(key, space)], 'out_file', merge, f'in{i}')
 
 
-def run_maps(settings) -> list[str]:
-    """The ASL-grid outputs a run writes that go into the other output spaces.
+def run_maps(settings, multi_delay: bool = False) -> list[str]:
+    """The ASL-grid outputs a run writes that go into the other output spaces (no denoised
+    map for a multi-delay series: the denoiser skips it).
 
     >>> from pathlib import Path
     >>> from aslproc.cli.settings import Settings
     >>> run_maps(Settings(Path('.'), Path('o'), 'participant', denoise=False, pvc=True))
     ['cbf', 'cbf_smoothed', 'cbf_pvc_gm', 'cbf_pvc_wm', 'asl_mask']
     """
-    return ['cbf', 'cbf_smoothed', *(['cbf_denoised'] if settings.denoise else []),
+    denoised = settings.denoise and not multi_delay
+    return ['cbf', 'cbf_smoothed', *(['cbf_denoised'] if denoised else []),
             *(['cbf_pvc_gm', 'cbf_pvc_wm'] if settings.pvc else []), 'asl_mask']
 
 
@@ -263,7 +265,7 @@ def connect_spaces(wf, *, spec, settings, anat_wf, asl_wf, template_wf, anat_ent
                    omp_nthreads, name):
     """Add one run's :func:`init_asl_std_wf` to ``wf`` and connect it to the anatomical,
     template (None without a template space) and ASL workflows."""
-    maps = run_maps(settings)
+    maps = run_maps(settings, bool(getattr(spec, 'multi_delay', False)))
     std_wf = init_asl_std_wf(spec=spec, settings=settings, maps=maps,
                              anat_entities=anat_entities, omp_nthreads=omp_nthreads, name=name)
     wf.connect([
