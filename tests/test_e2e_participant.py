@@ -134,3 +134,47 @@ def test_rerun_reuses_the_cache(run):
     rerun = [p.parent.name for p, t in results.items() if p.stat().st_mtime_ns != t]
     assert rerun == []
     assert (run['out'] / 'sub-01/perf/sub-01_cbf.nii.gz').read_bytes() == stamp
+
+
+def test_template_space_outputs_and_group_level(run, tmp_path):
+    """Normalization is on by default: the template-space CBF (ASL -> T1w -> template in one
+    step) matches the true CBF carried from the T1w grid to the template (0.80 on this case; a
+    4 mm shift brings it to 0.65), the regional table covers the 300 spheres, and the group
+    level runs on the output."""
+    from scipy import ndimage
+
+    from aslproc.utils.normalize import resample_to_space
+    from aslproc.utils.template import template_image, write_template
+
+    perf, anat = run['out'] / 'sub-01' / 'perf', run['out'] / 'sub-01' / 'anat'
+    std = nib.load(str(perf / 'sub-01_space-MNI152NLin2009aSym_res-2_cbf.nii.gz'))
+    assert std.shape == (99, 117, 95)
+    side = json.loads((perf / 'sub-01_space-MNI152NLin2009aSym_res-2_cbf.json').read_text())
+    assert side['Interpolation'] == 'linear' and side['PostLabelingDelay'] == 1.8
+    mask = np.asanyarray(nib.load(str(
+        perf / 'sub-01_space-MNI152NLin2009aSym_res-2_desc-brain_mask.nii.gz')).dataobj)
+    assert set(np.unique(mask).tolist()) == {0, 1}
+    brain = np.asanyarray(template_image('mask', 2).dataobj) > 0.5
+    inside = mask > 0
+    assert 2 * (inside & brain).sum() / (inside.sum() + brain.sum()) > 0.8
+    ref = write_template('T1', 2, tmp_path / 'ref.nii.gz')
+    xfm = anat / 'sub-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5'
+    truth = nib.load(resample_to_space(run['truth'] / 'sub-01_hrcbf.nii.gz', ref, [str(xfm)],
+                                       tmp_path / 'truth.nii.gz')).get_fdata()
+    truth = ndimage.gaussian_filter(truth, 6.0 / 2.355 / 2.0)  # the 6 mm ASL voxel
+    cbf = std.get_fdata()
+    assert np.corrcoef(truth[inside], cbf[inside])[0, 1] > 0.7
+    assert abs(np.median(cbf[inside]) / np.median(truth[inside]) - 1) < 0.15
+    with open(perf / 'sub-01_desc-regions_cbf.tsv') as f:
+        rows = f.read().splitlines()
+    assert len(rows) == 301 and rows[0].startswith('index\tname\tnetwork\tregion')
+    # The group level runs on this output; sub-01 moved 0.5 mm per volume (mean FD above the
+    # usual 0.5 mm), so it is reported as excluded and no group map is written (the maps of
+    # included subjects: tests/test_e2e_group.py and tests/test_group_level.py).
+    assert main([str(run['bids']), str(run['out']), 'group']) == 0
+    for name in ('group_desc-global_cbf.tsv', 'group_desc-regions_cbf.tsv', 'group_report.html'):
+        assert (run['out'] / name).is_file(), name
+    glob = (run['out'] / 'group_desc-global_cbf.tsv').read_text()
+    assert 'mean_fd outside the usual range' in glob
+    assert not list(run['out'].glob('group_space-*'))
+    validate_bids(run['out'], derivative=True)
