@@ -57,7 +57,7 @@ _CHOICES = {'label': ('PCASL', 'PASL'), 'm0_type': M0_TYPES, 'readout': ('3D', '
 @dataclass(frozen=True)
 class SynthConfig:
     """All options of the generator; each field is one command-line option, documented in
-    :mod:`aslproc.synth_cli` (``python -m aslproc.synth --help``). Strings are
+    :mod:`aslproc.synth_cli` (``aslproc-synth --help``). Strings are
     case-insensitive; ``pose=True`` means ±3 mm and degrees; ``att_range=None`` means 0.7-1.6 s
     for PCASL and 0.4-1.0 s for PASL (nearer labeling slab); ``asl_voxel``/``asl_matrix``
     default to 4 mm covering the head.
@@ -338,7 +338,7 @@ def _write(path: Path, obj, affine=None, tr=None) -> None:
 
 
 _README = ('# aslproc synthetic ASL dataset\n\nDigital phantom (warped MNI152 2009 heads, known '
-           'perfusion) made by `python -m aslproc.synth`; the ground truth and the generator '
+           'perfusion) made by `aslproc-synth`; the ground truth and the generator '
            'arguments are in ../truth (params.json). Not real data: use to test and train.\n')
 
 
@@ -389,13 +389,3 @@ def write_dataset(out_dir, config: SynthConfig) -> Path:
     _write(truth / 'params.json', record)
     return out
 
-
-def main(argv=None) -> int:
-    """Command-line entry point (options in :mod:`aslproc.synth_cli`); prints OUT."""
-    from aslproc.synth_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
 """Command line of the phantom generator: ``aslproc-synth OUT [options]`` (or
-``python -m aslproc.synth``); one option per field of :class:`aslproc.synth.SynthConfig`."""
+``python -m aslproc.synth_cli``); one option per field of :class:`aslproc.synth.SynthConfig`."""
 
 from __future__ import annotations
 
@@ -85,3 +85,7 @@ def main(argv=None) -> int:
         parser.error(str(err))
     print(write_dataset(out, config))
     return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

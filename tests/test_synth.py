@@ -13,7 +13,8 @@ import pytest
 from scipy import ndimage
 
 from aslproc import kinetics
-from aslproc.synth import SynthConfig, main, simulate_subject, write_dataset
+from aslproc.synth import SynthConfig, simulate_subject, write_dataset
+from aslproc.synth_cli import main
 
 #: Small and fast: 3 mm T1w, 6 mm ASL, 2 pairs.
 TINY = dict(t1w_voxel=3.0, asl_voxel=6.0, n_pairs=2, seed=3)
