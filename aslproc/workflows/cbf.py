@@ -82,9 +82,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     if spec.multi_delay:
         cbf = pe.Node(FitMultiDelay(volume_types=list(spec.volume_types),
                                     params=spec.fit_params(),
-                                    att_smooth_mm=float(getattr(settings, 'att_smooth', 8.0)),
-                                    device=str(getattr(settings, 'device', 'auto')),
-                                    num_threads=int(getattr(settings, 'omp_nthreads', 1) or 1)),
+                                    att_smooth_mm=float(settings.att_smooth),
+                                    device=str(settings.device),
+                                    num_threads=max(1, int(settings.omp_nthreads or 1))),
                       name='fit_multidelay', mem_gb=1)
     else:
         cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
@@ -146,7 +146,7 @@ def _description(spec, settings) -> str:
               + ', partition coefficient 0.9 ml/g. ')
     if spec.multi_delay:
         what = 'inversion times' if spec.label_type == 'PASL' else 'post-labeling delays'
-        smooth_mm = float(getattr(settings, 'att_smooth', 8.0))
+        smooth_mm = float(settings.att_smooth)
         text = (
             f'CBF and arterial transit time (ATT) were fitted voxelwise to the mean ΔM of each '
             f'of the {len(spec.delays)} {what} '
@@ -159,7 +159,7 @@ def _description(spec, settings) -> str:
             + (f', the ATT fitted to ΔM smoothed inside the brain ({smooth_mm:g} mm SD) and '
                "each voxel's CBF to its own data at that ATT. " if smooth_mm > 0 else '. ')
         )
-        if getattr(settings, 'denoise', False):
+        if settings.denoise:
             text += f'The denoiser was not applied: {DENOISE_MULTIDELAY_SKIP}. '
     else:
         text = (f'CBF was quantified from the mean of the {spec.n_pairs} control/label pairs '
@@ -178,7 +178,7 @@ def _add_multidelay_sinks(wf, *, spec, settings, quant, sources, fit, ds, qc):
     ds['att'] = sink_node('att', out_dir=settings.output_dir, entities=spec.entities,
                           quant=quant, sources=sources)
     extra = {}
-    if getattr(settings, 'denoise', False):
+    if settings.denoise:
         logger.warning('%s: denoising skipped: %s', spec.asl_file.name, DENOISE_MULTIDELAY_SKIP)
         extra['DenoisingSkipped'] = DENOISE_MULTIDELAY_SKIP
     ds['cbf'].inputs.meta = dict(ds['cbf'].inputs.meta, Description=CBF_FIT_DESCRIPTION,

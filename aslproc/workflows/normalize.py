@@ -265,7 +265,7 @@ def connect_spaces(wf, *, spec, settings, anat_wf, asl_wf, template_wf, anat_ent
                    omp_nthreads, name):
     """Add one run's :func:`init_asl_std_wf` to ``wf`` and connect it to the anatomical,
     template (None without a template space) and ASL workflows."""
-    maps = run_maps(settings, bool(getattr(spec, 'multi_delay', False)))
+    maps = run_maps(settings, spec.multi_delay)
     std_wf = init_asl_std_wf(spec=spec, settings=settings, maps=maps,
                              anat_entities=anat_entities, omp_nthreads=omp_nthreads, name=name)
     wf.connect([
