@@ -66,9 +66,8 @@ def _run(tmp_path, name):
     return side
 
 
-# Slow-marked at stop 18: inside the full suite this run hung in a forked nipype worker
-# (futex wait) after the template-space merge; alone it passes in 78 s. Open in #14.
-@pytest.mark.slow
+# Always on. At stop 18 it hung inside the full suite: nipype forked its workers after earlier
+# tests had run torch's OpenMP pool in this process. Workers now come from a fork server.
 def test_multi_ti_pasl_runs_end_to_end(tmp_path):
     side = _run(tmp_path, ALWAYS)
     assert side['ArterialSpinLabelingType'] == 'PASL' and side['BolusCutOffDelayTime'] == 0.7

@@ -114,7 +114,10 @@ def _run_workflow(wf, settings: Settings, crashdir: Path) -> None:
     """Run with MultiProc (Linear for one process); a failure names its crash files."""
     before = set(crashdir.glob('crash-*')) if crashdir.exists() else set()
     plugin = 'Linear' if settings.nprocs == 1 else 'MultiProc'
-    args = {} if plugin == 'Linear' else {'n_procs': settings.nprocs, 'raise_insufficient': False}
+    # Workers come from a fork server, not from forking this process: a fork after torch has
+    # run its OpenMP pool here leaves the child waiting forever on the pool's lock (libgomp).
+    args = {} if plugin == 'Linear' else {'n_procs': settings.nprocs, 'raise_insufficient': False,
+                                          'mp_context': 'forkserver'}
     try:
         wf.run(plugin=plugin, plugin_args=args)
     except Exception as err:
