@@ -49,8 +49,9 @@ def volume_types(context: Path) -> list[str]:
     return [r for r in rows[1:] if r]
 
 
-def config_for(name: str, **overrides) -> SynthConfig:
-    """Simulator settings that match the real sidecar of ``name`` (see the module doc)."""
+def config_for(name: str, voxel_mm: float = VOXEL_MM, **overrides) -> SynthConfig:
+    """Simulator settings that match the real sidecar of ``name`` (see the module doc), with
+    in-plane ASL voxels of ``voxel_mm``."""
     f = _files(name)
     md = json.loads(f['asl'].read_text())
     types = volume_types(f['context'])
@@ -76,10 +77,10 @@ def config_for(name: str, **overrides) -> SynthConfig:
         labeling_efficiency=md.get('LabelingEfficiency'), seed=14,
         att_range=(0.5, 2.0) if len(delays) > 1 else None, lesions=(0, 0))
     if st:
-        xy = np.ceil(np.asarray(fov[:2]) / VOXEL_MM).astype(int)
+        xy = np.ceil(np.asarray(fov[:2]) / voxel_mm).astype(int)
         kw.update(asl_matrix=(int(xy[0]), int(xy[1]), len(st)), slice_timing=tuple(st))
     else:
-        kw.update(asl_voxel=VOXEL_MM)
+        kw.update(asl_voxel=voxel_mm)
     return SynthConfig(**{**kw, **overrides})
 
 
@@ -99,11 +100,11 @@ def _reorder(sim, types: list[str], plds) -> np.ndarray:
     return np.stack(out, axis=-1).astype(np.float32)
 
 
-def write_reference_dataset(name: str, root, **overrides) -> Path:
+def write_reference_dataset(name: str, root, voxel_mm: float = VOXEL_MM, **overrides) -> Path:
     """Write ``<root>/bids`` (one subject, the real sidecars, simulated images) and
     ``<root>/truth``; return the ``bids`` directory."""
     f = _files(name)
-    cfg = config_for(name, **overrides)
+    cfg = config_for(name, voxel_mm, **overrides)
     types = volume_types(f['context'])
     md = json.loads(f['asl'].read_text())
     pld = md['PostLabelingDelay']

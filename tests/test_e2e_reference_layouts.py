@@ -60,6 +60,11 @@ def _run(tmp_path, name):
         att_side = json.loads((perf / f'sub-{sub}_att.json').read_text())
         assert att_side['Units'] == 's' and att_side['FitDevice'] == 'cpu'
         assert side['DenoisingSkipped'] and len(side['PostLabelingDelay']) > 1
+        html = (out / f'sub-{sub}.html').read_text()
+        for fig in ('att', 'delays'):  # drawn, not a 'not available' reason
+            block = html.split(f'id="fig-{fig}-0"')[1].split('</figure>')[0]
+            assert 'data:image/png;base64,' in block, block[:500]
+        assert 'kinetic-model fit' in html
     else:
         assert not (perf / f'sub-{sub}_att.nii.gz').exists()
         assert (perf / f'sub-{sub}_desc-denoised_cbf.nii.gz').is_file()

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: CBF maps of the report, in display order: output key, row label, switch in Settings.
 MAPS = (('cbf', 'plain average', None), ('cbf_smoothed', 'smoothed', None),
         ('cbf_denoised', 'denoised', 'denoise'), ('cbf_sr', 'super-resolved', 'sr'))
+#: Row label of a multi-delay run's CBF: fitted with the ATT, not a plain average of pairs.
+MULTI_DELAY_LABEL = 'kinetic-model fit'
 #: Top of the CBF colour scale at most (ml/100 g/min): a noisy map must not flatten the others.
 CBF_SCALE_CAP = 120.0
 #: QC rows: key of the QC table, label, unit, usual range (lo, hi); outside it is flagged.
@@ -275,6 +277,8 @@ def cbf_section(settings, spec, work, prefix) -> dict:
     """CBF mosaic, GM/WM histograms and per-map tissue CBF, for every map produced."""
     maps, status, tissue = {}, [], {}
     for key, label, switch in MAPS:
+        if key == 'cbf' and spec.multi_delay:
+            label = MULTI_DELAY_LABEL
         path = out_path(settings, spec, key)
         if path.is_file():
             maps[label] = (key, path, Volume.load(path))
@@ -289,7 +293,7 @@ def cbf_section(settings, spec, work, prefix) -> dict:
     mask = Volume.load(mask_file) if mask_file.is_file() else None
     vmax, box = 100.0, None
     if maps:
-        ref = maps.get('plain average', next(iter(maps.values())))[2]
+        ref = next(iter(maps.values()))[2]  # the plain average (or the fit), when written
         use_mask = mask is not None and mask.data.shape == ref.data.shape
         inside = mask.inside(0.5) if use_mask else ref.data != 0
         vmax = min(robust_max(ref.data[inside & (ref.data > 0)]), CBF_SCALE_CAP)
@@ -373,7 +377,15 @@ def qc_table(settings, spec) -> list[dict]:
 def run_context(settings, spec, index: int, work) -> dict:
     """Everything the template shows for the ``index``-th ASL run."""
     prefix = work.run_prefix(index)
-    return {'index': index, 'name': Path(spec.asl_file).name,
+    delays = []
+    if spec.multi_delay:
+        from aslproc.reports.multidelay import delay_section
+
+        delays = delay_section(
+            spec, work, prefix, out_path(settings, spec, 'cbf'), out_path(settings, spec, 'att'),
+            lambda label: _tissue(settings, spec, work, prefix, out_path(settings, spec, 'cbf'),
+                                  label))
+    return {'index': index, 'name': Path(spec.asl_file).name, 'delays': delays,
             'inputs': inputs_rows(settings, spec), 'params': spec.sidecar(),
             'registration': registration_figures(settings, spec, work, prefix),
             'motion': motion_section(settings, spec, work, prefix),

@@ -227,3 +227,36 @@ def tissue_histograms(values: dict, *, vmax: float) -> bytes:
         ax.set_yticks([])
         ax.legend(fontsize=7, loc='upper right')
     return _png(fig)
+
+
+def att_mosaic(att: Volume, *, box, n_cuts: int = 7) -> bytes:
+    """One row of axial slices of the arrival-time map (s), zeros (not fitted) in black."""
+    inside = att.data[att.data > 0]
+    vmax = float(np.percentile(inside, 99.5)) if inside.size else 1.0
+
+    def cut(mm):
+        p = att.plane(2, mm)
+        return np.ma.array(p, mask=p <= 0), att
+
+    return _axial_rows({'ATT': cut}, box=box, n_cuts=n_cuts,
+                       cmap=colormaps['magma'].with_extremes(bad='black'), vmin=0.0,
+                       vmax=max(vmax, 0.1), extend='neither', label='arrival time (s)')
+
+
+def delay_curves(tissues: dict, *, what: str = 'PLD') -> bytes:
+    """Mean ΔM/M0 of each delay per tissue (points) and the mean of its voxels' fitted
+    kinetic curves (lines); see :func:`aslproc.reports.multidelay.tissue_curves`."""
+    colors = {'GM': '#2ca02c', 'WM': '#1f77b4'}
+    fig = Figure(figsize=(6.0, 3.2), layout='constrained')
+    ax = fig.subplots()
+    for name, t in tissues.items():
+        color = colors.get(name, 'k')
+        ax.plot(t['times'], 100 * t['signal'], 'o', color=color,
+                label=f"{name} data ({t['voxels']} voxels)")
+        ax.plot(t['model_times'], 100 * t['model'], '-', color=color, lw=1.3,
+                label=f"{name} fit: mean CBF {t['cbf']:.0f}, median ATT {t['att']:.2f} s")
+    ax.axhline(0.0, color='k', lw=0.6, ls=':')
+    ax.set_xlabel(f'{what}, readout time (s)')
+    ax.set_ylabel('ΔM / M0 (%)')
+    ax.legend(fontsize=7)
+    return _png(fig)
