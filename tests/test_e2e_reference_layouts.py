@@ -82,3 +82,13 @@ def test_multi_ti_pasl_runs_end_to_end(tmp_path):
 @pytest.mark.parametrize('name', [n for n in NAMES if n != ALWAYS])
 def test_reference_layout_runs_end_to_end(tmp_path, name):
     _run(tmp_path, name)
+
+
+def test_perf_m0_is_preferred_to_the_fmap_one_without_intended_for(tmp_path):
+    bids = write_reference_dataset('asl004', tmp_path / 'asl004')
+    for sidecar in bids.rglob('*_m0scan.json'):  # neither M0 names the ASL run any more
+        meta = json.loads(sidecar.read_text())
+        meta.pop('IntendedFor', None)
+        sidecar.write_text(json.dumps(meta))
+    (spec,) = query.collect_runs(bids, 'Sub1')
+    assert spec.m0_file.parent.name == 'perf'

@@ -136,11 +136,13 @@ def find_m0(layout, asl_path: Path, entities: dict):
     """The separate M0 scan of an ASL run and its metadata, or ``(None, None)``.
 
     First the m0scan whose IntendedFor names the ASL file; else the m0scan with the
-    same subject/session/acquisition/run entities.
+    same subject/session/acquisition/run entities, one in ``perf/`` before any other (an
+    ``fmap/`` M0, such as a reverse-phase-encoded one, is there for distortion correction).
     """
     bids_dir = Path(layout.root)
-    scans = layout.get(subject=entities['subject'], suffix='m0scan',
-                       extension=NIFTI_EXTENSIONS)
+    scans = sorted(layout.get(subject=entities['subject'], suffix='m0scan',
+                              extension=NIFTI_EXTENSIONS),
+                   key=lambda f: (Path(f.path).parent.name != 'perf', f.path))
     target = asl_path.resolve()
     for scan in scans:
         meta = layout.get_metadata(scan.path)
