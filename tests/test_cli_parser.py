@@ -23,6 +23,8 @@ def test_minimal_call(bids, tmp_path):
     assert s.smooth_fwhm == 5.0 and s.device == 'auto' and s.denoise and s.sr
     # tissue-class models are opt-in; motion-compensated subtraction is on
     assert not s.denoise_pv and not s.pvc and s.motion_compensation
+    # the lesion guard is on at 10 mm; the per-scan adaptation is opt-in
+    assert s.lesion_guard == 10.0 and s.denoise_adapt == 0
     assert s.participant_label == ()
     assert s.omp_nthreads <= s.nprocs
 
@@ -39,8 +41,10 @@ def test_options(bids, tmp_path):
     assert s.participant_label == ('01', '02')
     assert not s.denoise and not s.sr
     opted = parse_args([str(bids), str(tmp_path / 'o'), 'participant', '--denoise-pv', '--pvc',
-                        '--no-motion-compensation'])
+                        '--no-motion-compensation', '--denoise-adapt', '100',
+                        '--lesion-guard', '0'])
     assert opted.denoise_pv and opted.pvc and not opted.motion_compensation
+    assert (opted.denoise_adapt, opted.lesion_guard) == (100, 0.0)
     assert (s.m0_scale, s.smooth_fwhm, s.nprocs, s.omp_nthreads) == (10.0, 0.0, 4, 2)
     assert s.work_dir == tmp_path / 'w' and s.verbose == 2 and s.t1_blood == 1.5
     assert json.loads(s.dumps())['participant_label'] == ['01', '02']
@@ -53,6 +57,8 @@ def test_options(bids, tmp_path):
     ['--m0-scale', '0'],
     ['--smooth-fwhm', 'nan'],
     ['--device', 'tpu'],
+    ['--denoise-adapt', '-5'],
+    ['--lesion-guard', '-1'],
 ])
 def test_bad_values_exit_2(bids, tmp_path, extra, capsys):
     with pytest.raises(SystemExit) as exc:

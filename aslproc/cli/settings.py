@@ -32,6 +32,8 @@ class Settings:
     device: str = 'auto'
     denoise: bool = True
     denoise_pv: bool = False
+    denoise_adapt: int = 0
+    lesion_guard: float = 10.0
     pvc: bool = False
     sr: bool = True
     sr_iters: int | None = None

@@ -35,6 +35,9 @@ class _DenoiseASLInputSpec(BaseInterfaceInputSpec):
                                 '(needs gm_file and wm_file)')
     instability_file = File(exists=True, desc='motion step\'s residual-variance ratio (voxels '
                             'that fail its test enter with the filled plain value)')
+    guard_fwhm = traits.Float(10.0, usedefault=True, desc='lesion guard scale (mm FWHM; 0: off)')
+    adapt_steps = traits.Int(0, usedefault=True, desc='steps of per-scan Noise2Noise '
+                             'fine-tuning before denoising (0: the shipped network as is)')
     device = traits.Str('auto', usedefault=True, nohash=True, desc="'auto', 'cpu' or 'cuda'")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc='CPU threads for torch')
 
@@ -61,7 +64,8 @@ class DenoiseASL(SimpleInterface):
             os.path.join(runtime.cwd, 'deltam_denoised.nii.gz'),
             device=i.device, num_threads=i.num_threads, weights=weights,
             gm_file=i.gm_file or None, wm_file=i.wm_file or None,
-            tissue_refine=i.tissue_refine, instability_file=i.instability_file or None)
+            tissue_refine=i.tissue_refine, instability_file=i.instability_file or None,
+            guard_fwhm=i.guard_fwhm, adapt_steps=i.adapt_steps)
         _, info = infer.load_denoiser(weights)
         self._results.update(out_cbf=cbf, out_deltam=dm, model_name=info['name'],
                              model_sha256=info['sha256'])

@@ -33,6 +33,7 @@ import numpy as np
 from aslproc import kinetics
 from aslproc.utils import cbf as cbfu
 from aslproc.utils import pvreg
+from aslproc.utils.lesion_guard import GUARD_FWHM_MM, half_difference_cbf, lesion_guard
 
 logger = logging.getLogger(__name__)
 
@@ -335,6 +336,8 @@ def denoise_file(
     wm_file=None,
     tissue_refine: bool = False,
     instability_file=None,
+    guard_fwhm: float = GUARD_FWHM_MM,
+    adapt_steps: int = 0,
 ) -> tuple[str, str]:
     """Write the denoised mean ΔM and the CBF computed from it (masked as the plain map).
 
@@ -347,11 +350,16 @@ def denoise_file(
     ΔM is written to match the CBF. With ``instability_file`` (the motion step's ratio map),
     every pair of a voxel that motion left without a usable ΔM takes the ΔM of the filled
     plain map (:func:`aslproc.utils.quantify.unreliable_and_filled`), so that the network
-    and the noise estimate see no motion outliers.
+    and the noise estimate see no motion outliers. ``adapt_steps`` > 0 first fine-tunes the
+    network on the scan's own pairs (:func:`aslproc.models.adapt.noise2noise_finetune`;
+    skipped with a warning below its minimum of pairs). The lesion guard
+    (:func:`aslproc.utils.lesion_guard.lesion_guard`, ``guard_fwhm`` mm; 0 turns it off) then
+    restores what the network removed at lesion scale beyond the noise.
     """
     import torch
 
     from aslproc.models import infer
+    from aslproc.models.adapt import MIN_PAIRS, noise2noise_finetune
     from aslproc.utils.quantify import load, per_slice_pld, save_like, static_mean
 
     torch.set_num_threads(max(1, int(num_threads)))
@@ -369,18 +377,34 @@ def denoise_file(
     if set(info['channels']) & set(TISSUE_CHANNELS) and (gm is None or wm is None):
         raise ValueError(f"the denoiser model {info.get('name')} needs GM and WM fractions on "
                          'the ASL grid (gm_file, wm_file)')
+    run_on = infer.resolve_device(device)
+    if adapt_steps > 0:
+        if pairs.shape[-1] >= MIN_PAIRS:
+            model, _ = noise2noise_finetune(model, pairs, m0, mask, params, info['channels'],
+                                            steps=adapt_steps, noise_mask=noise_mask,
+                                            device=run_on)
+        else:
+            logger.warning('denoiser adaptation skipped: %d pairs, it needs %d',
+                           pairs.shape[-1], MIN_PAIRS)
     dm = denoise_pairs(
-        model, pairs, m0, mask, params, info['channels'], infer.resolve_device(device),
+        model, pairs, m0, mask, params, info['channels'], run_on,
         gm=gm, wm=wm, noise_mask=noise_mask,
     )
     dm = np.where(mask > 0, dm, pairs.mean(axis=-1))
     cbf = cbfu.cbf_map(dm, m0, params, mask)
+    per_unit = cbfu.cbf_map(np.ones_like(dm), m0, params, mask)  # CBF of ΔM = 1
+    plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
     if gm is not None and wm is not None:
-        plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
         cbf, coef = restore_tissue_means(cbf, plain, gm, wm, mask)
-        per_unit = cbfu.cbf_map(np.ones_like(dm), m0, params, mask)  # CBF of ΔM = 1
-        dm = np.where(per_unit != 0, cbf / np.where(per_unit != 0, per_unit, 1.0), dm)
         logger.info('tissue means restored: gain × (1 %+.3f·GM %+.3f·WM %+.3f)', *coef)
+    if guard_fwhm > 0 and pairs.shape[-1] >= 2:
+        cbf, guarded = lesion_guard(cbf, plain, half_difference_cbf(pairs, m0, mask, params),
+                                    mask, img.header.get_zooms()[:3], guard_fwhm)
+        logger.info('lesion guard (%g mm): threshold %.2f ml/100 g/min, %.1f %% of the brain '
+                    'voxels restored by %.2f on average', guard_fwhm, guarded['threshold'],
+                    guarded['changed_pct'], guarded['mean_change'])
+    dm = np.where(per_unit != 0, cbf / np.where(per_unit != 0, per_unit, 1.0), dm)
+    if gm is not None and wm is not None:
         if tissue_refine:
             # the restored map is the reference: an unbiased one agrees with the fits
             dm, chosen = refine_with_tissue(dm, pairs, m0, mask, params, gm, wm,

@@ -72,6 +72,19 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
         'weighted, white-matter-weighted and plain means over the brain equal those of the '
         'plain map, so that a focal lesion keeps its contrast relative to its tissue.'
     )
+    if settings.denoise_adapt:
+        wf.__desc__ = wf.__desc__.replace('after denoising with', (
+            f'after denoising with a copy of the network fine-tuned on the scan itself '
+            f'({settings.denoise_adapt} Adam steps, learning rate 1e-4; Noise2Noise, Lehtinen '
+            'et al., 2018: at each step the network denoised the mean ΔM of a random half of '
+            'the pairs and was scored against the mean of the other half) from'), 1)
+    if settings.lesion_guard:
+        wf.__desc__ += (
+            f' A lesion guard then restored, from the plain average, what the network had '
+            f'removed at the scale of a focal lesion (Gaussian of {settings.lesion_guard:g} mm '
+            'FWHM) beyond one standard deviation of the noise at that scale, measured from the '
+            'difference of the two halves of the pairs (soft threshold).'
+        )
     if settings.denoise_pv:
         wf.__desc__ += (
             ' This map was then replaced, voxel by voxel, by a local '
@@ -95,13 +108,17 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
                    # explicit, so that the node's hash (and nipype's cache) follows the file
                    weights=str(DENOISER_WEIGHTS),
                    tissue_refine=settings.denoise_pv,
+                   guard_fwhm=float(settings.lesion_guard),
+                   adapt_steps=int(settings.denoise_adapt),
                    device=settings.device, num_threads=settings.omp_nthreads),
         name='denoise', n_procs=settings.omp_nthreads, mem_gb=1)
     ds = sink_node('cbf_denoised', out_dir=settings.output_dir, entities=spec.entities,
                    quant=spec.sidecar(), sources=sources)
     meta = pe.Node(niu.Function(function=_model_meta, input_names=['meta', 'name', 'sha256'],
                                 output_names=['meta']), name='denoise_meta')
-    meta.inputs.meta = dict(ds.inputs.meta, **_pv_meta(settings.denoise_pv))
+    meta.inputs.meta = dict(ds.inputs.meta, **_pv_meta(settings.denoise_pv),
+                            LesionGuardFWHM=float(settings.lesion_guard),
+                            DenoiserAdaptationSteps=int(settings.denoise_adapt))
     wf.connect([
         (inputnode, denoise, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
                               ('asl_mask', 'mask_file'), ('gm', 'gm_file'),
