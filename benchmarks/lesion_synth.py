@@ -99,11 +99,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--pairs', type=int, nargs='+', default=[2, 4, 8, 0], help='0: all')
     p.add_argument('--extra', nargs='*', default=[], help='NAME=WEIGHTS extra models')
+    p.add_argument('--adapt', type=int, default=0, metavar='STEPS',
+                   help='also score the opt-in per-scan adaptation (--denoise-adapt STEPS) as '
+                   'map "adapted"')
     p.add_argument('--no-dro', action='store_true', help='skip the public reference cases')
     p.add_argument('--cases', nargs='*', default=list(CASES), help='simulator cases to run')
     p.add_argument('--name', default='lesion_synth', help='output file stem in benchmarks/')
     args = p.parse_args(argv)
     weights = {'denoised': None, **dict(e.split('=', 1) for e in args.extra)}
+    if args.adapt:
+        weights['adapted'] = {'weights': None, 'adapt_steps': args.adapt}
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -113,6 +113,7 @@ def test_learned_stages_are_recorded(run):
     perf = run['out'] / 'sub-01' / 'perf'
     dn = json.loads((perf / 'sub-01_desc-denoised_cbf.json').read_text())
     assert len(dn['DenoisingModelSHA256']) == 64 and dn['Units'] == 'mL/100 g/min'
+    assert dn['LesionGuardFWHM'] == 10.0 and dn['DenoiserAdaptationSteps'] == 0
     sr = json.loads((perf / 'sub-01_space-T1w_desc-sr_cbf.json').read_text())
     assert sr['SRDevice'] == 'cpu' and 'SRIterationsPerLevel' in sr
     t1w = nib.load(str(run['bids'] / 'sub-01/anat/sub-01_T1w.nii.gz'))
