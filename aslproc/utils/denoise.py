@@ -17,7 +17,8 @@ from it; they need the tissue fractions on the ASL grid. They are not shipped: t
 focal lesions towards the tissue model (see the model card).
 
 The network predicts the noise in ``x``; the denoised ΔM is mapped back with the same factor,
-and the tissue means of the plain average are restored as a gain (:func:`restore_tissue_means`).
+and the tissue means of the plain average are restored as a gain
+(:func:`aslproc.utils.lesion_guard.restore_tissue_means`), then the lesion guard runs.
 Opt-in only (``--denoise-pv``), the CNN's map can then be the reference of an adaptive
 partial-volume regression of the plain average (:mod:`aslproc.utils.pvreg`,
 :func:`refine_with_tissue`): a tissue-class model, better on flat-tissue phantoms, that fills
@@ -33,7 +34,12 @@ import numpy as np
 from aslproc import kinetics
 from aslproc.utils import cbf as cbfu
 from aslproc.utils import pvreg
-from aslproc.utils.lesion_guard import GUARD_FWHM_MM, half_difference_cbf, lesion_guard
+from aslproc.utils.lesion_guard import (
+    GUARD_FWHM_MM,
+    half_difference_cbf,
+    lesion_guard,
+    restore_tissue_means,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,40 +249,6 @@ def denoise_pairs(
     )[:, 0]  # (Z, X, Y)
     x_hat = norm['x'] - noise
     return (np.moveaxis(x_hat, 0, -1) / norm['to_x']).astype(np.float32)
-
-
-def restore_tissue_means(cbf_den: np.ndarray, cbf_plain: np.ndarray, gm: np.ndarray,
-                         wm: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list]:
-    """Give the denoised CBF the tissue means of the plain average, which is unbiased.
-
-    Noise is zero-mean, so any systematic difference between the plain-average and the
-    denoised map that follows the tissue fractions is bias the network introduced: it
-    shrinks grey matter towards the brain mean (by 10-30 % on phantoms unlike its training
-    data). The bias is a *gain*, so it is corrected as one: the denoised map is multiplied by
-    ``1 + a·GM + b·WM + c``, with the three numbers chosen so that the GM-weighted, the
-    WM-weighted and the plain means over the mask equal those of the plain map (moment
-    matching: three equations, three unknowns). Three numbers estimated from the subject's
-    own data, so tissue contrast is restored as measured, never painted from the T1w, and a
-    focal lesion keeps its contrast *relative to its tissue*. (An additive correction, used
-    first, lifted a GM deficit by the whole GM offset: on the public lesion case it turned a
-    12 % contrast error of the network into 25 %. A least-squares fit of the same gain, used
-    next, left part of the bias: −6.8 % GM CBF on the public motion case, against −2.5 %.)
-
-    >>> gm = np.array([1., 1., 1., 0., 0.]); wm = 1 - gm; m = np.ones(5)
-    >>> truth = np.array([60., 60., 24., 20., 20.])   # the third voxel: a GM deficit (0.4)
-    >>> shrunk = truth * (0.85 * gm + 1.1 * wm)          # the network's tissue-dependent gain
-    >>> out, coef = restore_tissue_means(shrunk, truth, gm, wm, m)
-    >>> out.round(3).tolist()
-    [60.0, 60.0, 24.0, 20.0, 20.0]
-    """
-    inside = mask > 0
-    den = cbf_den[inside].astype(np.float64)
-    weights = np.stack([gm[inside], wm[inside], np.ones(den.size)], axis=1)
-    moments = weights.T @ (weights * den[:, None])
-    target = weights.T @ (cbf_plain[inside] - den)
-    coef = np.linalg.lstsq(moments, target, rcond=None)[0]
-    gain = 1.0 + coef[0] * gm + coef[1] * wm + coef[2]
-    return np.where(inside, cbf_den * gain, cbf_den).astype(np.float32), coef.tolist()
 
 
 def refine_with_tissue(dm_den, pairs, m0, mask, params, gm, wm, zooms, **kw

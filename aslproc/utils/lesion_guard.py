@@ -1,4 +1,7 @@
-"""The lesion guard: what a denoiser removed at lesion scale, beyond the noise, goes back.
+"""Corrections of the denoised CBF map from the plain average, which noise does not bias:
+the tissue-mean gain (:func:`restore_tissue_means`) and the lesion guard.
+
+The lesion guard: what a denoiser removed at lesion scale, beyond the noise, goes back.
 
 A learned denoiser may remove noise; it must not remove perfusion the data show. The guard
 compares the denoised CBF map with the plain average at the scale of a focal lesion
@@ -78,3 +81,37 @@ def lesion_guard(denoised: np.ndarray, plain: np.ndarray, noise: np.ndarray,
             'mean_change': round(float(np.abs(correction[inside][changed]).mean()), 3)
             if changed.any() else 0.0}
     return (denoised + correction).astype(np.float32), info
+
+
+def restore_tissue_means(cbf_den: np.ndarray, cbf_plain: np.ndarray, gm: np.ndarray,
+                         wm: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list]:
+    """Give the denoised CBF the tissue means of the plain average, which is unbiased.
+
+    Noise is zero-mean, so any systematic difference between the plain-average and the
+    denoised map that follows the tissue fractions is bias the network introduced: it
+    shrinks grey matter towards the brain mean (by 10-30 % on phantoms unlike its training
+    data). The bias is a *gain*, so it is corrected as one: the denoised map is multiplied by
+    ``1 + a·GM + b·WM + c``, with the three numbers chosen so that the GM-weighted, the
+    WM-weighted and the plain means over the mask equal those of the plain map (moment
+    matching: three equations, three unknowns). Three numbers estimated from the subject's
+    own data, so tissue contrast is restored as measured, never painted from the T1w, and a
+    focal lesion keeps its contrast *relative to its tissue*. (An additive correction, used
+    first, lifted a GM deficit by the whole GM offset: on the public lesion case it turned a
+    12 % contrast error of the network into 25 %. A least-squares fit of the same gain, used
+    next, left part of the bias: −6.8 % GM CBF on the public motion case, against −2.5 %.)
+
+    >>> gm = np.array([1., 1., 1., 0., 0.]); wm = 1 - gm; m = np.ones(5)
+    >>> truth = np.array([60., 60., 24., 20., 20.])   # the third voxel: a GM deficit (0.4)
+    >>> shrunk = truth * (0.85 * gm + 1.1 * wm)          # the network's tissue-dependent gain
+    >>> out, coef = restore_tissue_means(shrunk, truth, gm, wm, m)
+    >>> out.round(3).tolist()
+    [60.0, 60.0, 24.0, 20.0, 20.0]
+    """
+    inside = mask > 0
+    den = cbf_den[inside].astype(np.float64)
+    weights = np.stack([gm[inside], wm[inside], np.ones(den.size)], axis=1)
+    moments = weights.T @ (weights * den[:, None])
+    target = weights.T @ (cbf_plain[inside] - den)
+    coef = np.linalg.lstsq(moments, target, rcond=None)[0]
+    gain = 1.0 + coef[0] * gm + coef[1] * wm + coef[2]
+    return np.where(inside, cbf_den * gain, cbf_den).astype(np.float32), coef.tolist()
