@@ -165,3 +165,46 @@ def test_filling_what_motion_destroyed_brings_the_map_closer_to_its_twin(moving_
     assert _psnr(filled, truth, brain) > _psnr(cbf, truth, brain) + 0.5
     assert _psnr(filled, truth, brain) > still - 3.0
     assert abs(filled[gm].mean() / truth[gm].mean() - 1) < 0.05
+
+
+def test_denoised_moving_series_gains_where_motion_destroyed_the_pairs(moving_and_still,
+                                                                      realigned, tmp_path):
+    """The denoiser on a realigned series, as the pipeline's denoise node runs it with the
+    motion step's instability map. The voxels that motion destroyed are filled again after
+    the network, from the denoised map around them, so they gain too. Measured: their error
+    0.79 × that of the filled plain map (previous release 0.98: filled before the network
+    only); +7.2 dB over the filled plain map in the brain (#13 target: +3), GM bias +2.6 %."""
+    import nibabel as nib
+
+    from aslproc.utils import denoise as dnu
+    from aslproc.utils.motion_reliability import instability_ratio
+    from aslproc.utils.quantify import static_mean, unreliable_and_filled
+
+    sim, _ = moving_and_still
+    truth, seg = sim.truth['cbf'], sim.truth['seg']
+    brain = (seg > 0) & (seg < 3)
+    _, compensated, _, head = realigned
+    m0 = m0_map(compensated, sim.volume_types, dict(
+        m0_type='Included', m0_estimate=None, m0_tr=sim.metadata['RepetitionTimePreparation'][0],
+        t1_tissue=1.33, m0_scale=1.0))
+    ratio = instability_ratio(compensated, sim.volume_types, head)
+    mask = (seg > 0).astype(np.float32)
+    files = {}
+    for key, arr in (('asl', compensated), ('m0', m0), ('mask', mask), ('ratio', ratio),
+                     ('gm', sim.truth['pvgm']), ('wm', sim.truth['pvwm'])):
+        files[key] = str(tmp_path / f'{key}.nii.gz')
+        nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), sim.asl_affine), files[key])
+    out, _ = dnu.denoise_file(files['asl'], list(sim.volume_types), files['m0'], files['mask'],
+                              dict(sim.quant_params), tmp_path / 'cbf.nii.gz',
+                              tmp_path / 'dm.nii.gz', device='cpu', gm_file=files['gm'],
+                              wm_file=files['wm'], instability_file=files['ratio'])
+    denoised = nib.load(out).get_fdata()
+    plain, unreliable = unreliable_and_filled(_plain_cbf(compensated, sim), ratio, m0, mask,
+                                              sim.volume_types,
+                                              static_mean(compensated, sim.volume_types))
+    bad = unreliable & brain
+    assert bad.sum() > 100
+    rmse = lambda x: np.sqrt(np.mean((x[bad] - truth[bad]) ** 2))  # noqa: E731
+    assert rmse(denoised) < 0.85 * rmse(plain)
+    assert _psnr(denoised, truth, brain) > _psnr(plain, truth, brain) + 3.0
+    assert abs(denoised[seg == 1].mean() / truth[seg == 1].mean() - 1) < 0.05

@@ -322,8 +322,11 @@ def denoise_file(
     ΔM is written to match the CBF. With ``instability_file`` (the motion step's ratio map),
     every pair of a voxel that motion left without a usable ΔM takes the ΔM of the filled
     plain map (:func:`aslproc.utils.quantify.unreliable_and_filled`), so that the network
-    and the noise estimate see no motion outliers. ``adapt_steps`` > 0 first fine-tunes the
-    network on the scan's own pairs (:func:`aslproc.models.adapt.noise2noise_finetune`;
+    and the noise estimate see no motion outliers; after the network those voxels are filled
+    again, from the denoised map around them (less noisy than the plain one: on dro-motion
+    +1.5 dB), and the lesion guard measures the noise only where the pairs still show it.
+    ``adapt_steps`` > 0 first fine-tunes the network on the scan's own pairs
+    (:func:`aslproc.models.adapt.noise2noise_finetune`;
     skipped with a warning below its minimum of pairs). The lesion guard
     (:func:`aslproc.utils.lesion_guard.lesion_guard`, ``guard_fwhm`` mm; 0 turns it off) then
     restores what the network removed at lesion scale beyond the noise.
@@ -332,7 +335,13 @@ def denoise_file(
 
     from aslproc.models import infer
     from aslproc.models.adapt import MIN_PAIRS, noise2noise_finetune
-    from aslproc.utils.quantify import load, per_slice_pld, save_like, static_mean
+    from aslproc.utils.quantify import (
+        load,
+        per_slice_pld,
+        save_like,
+        static_mean,
+        unreliable_and_filled,
+    )
 
     torch.set_num_threads(max(1, int(num_threads)))
     data, img = load(asl_file)
@@ -342,10 +351,11 @@ def denoise_file(
     pairs = cbfu.pairwise_delta_m(data, volume_types)
     params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
     gm, wm = (load(f)[0] if f else None for f in (gm_file, wm_file))
-    noise_mask = None
+    noise_mask = ratio = guide = None
     if instability_file:
-        pairs, noise_mask = motion_filled_pairs(pairs, m0, mask, params, load(instability_file)[0],
-                                                volume_types, static_mean(data, volume_types))
+        ratio, guide = load(instability_file)[0], static_mean(data, volume_types)
+        pairs, noise_mask = motion_filled_pairs(pairs, m0, mask, params, ratio, volume_types,
+                                                guide)
     if set(info['channels']) & set(TISSUE_CHANNELS) and (gm is None or wm is None):
         raise ValueError(f"the denoiser model {info.get('name')} needs GM and WM fractions on "
                          'the ASL grid (gm_file, wm_file)')
@@ -366,12 +376,15 @@ def denoise_file(
     cbf = cbfu.cbf_map(dm, m0, params, mask)
     per_unit = cbfu.cbf_map(np.ones_like(dm), m0, params, mask)  # CBF of ΔM = 1
     plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
+    if ratio is not None:  # as the plain map is filled from the plain average around them
+        cbf, _ = unreliable_and_filled(cbf, ratio, m0, mask, volume_types, guide)
     if gm is not None and wm is not None:
         cbf, coef = restore_tissue_means(cbf, plain, gm, wm, mask)
         logger.info('tissue means restored: gain × (1 %+.3f·GM %+.3f·WM %+.3f)', *coef)
     if guard_fwhm > 0 and pairs.shape[-1] >= 2:
         cbf, guarded = lesion_guard(cbf, plain, half_difference_cbf(pairs, m0, mask, params),
-                                    mask, img.header.get_zooms()[:3], guard_fwhm)
+                                    mask, img.header.get_zooms()[:3], guard_fwhm,
+                                    noise_mask=noise_mask)
         logger.info('lesion guard (%g mm): threshold %.2f ml/100 g/min, %.1f %% of the brain '
                     'voxels restored by %.2f on average', guard_fwhm, guarded['threshold'],
                     guarded['changed_pct'], guarded['mean_change'])

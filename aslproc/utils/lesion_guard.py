@@ -47,11 +47,14 @@ def half_difference_cbf(pairs: np.ndarray, m0: np.ndarray, mask: np.ndarray, par
 
 def lesion_guard(denoised: np.ndarray, plain: np.ndarray, noise: np.ndarray,
                  mask: np.ndarray, zooms, fwhm_mm: float = GUARD_FWHM_MM,
-                 k: float = GUARD_K) -> tuple[np.ndarray, dict]:
+                 k: float = GUARD_K, noise_mask: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, dict]:
     """The denoised map with the significant lesion-scale departures of ``plain`` restored.
 
     ``noise`` is a noise-only map with the plain map's variance
-    (:func:`half_difference_cbf`). Returns the map and a summary (the threshold in
+    (:func:`half_difference_cbf`); ``noise_mask`` (default ``mask``) is where it shows the
+    noise: voxels filled after motion have the same ΔM in every pair, so their noise map is 0
+    and would otherwise lower the threshold. Returns the map and a summary (the threshold in
     ml/100 g/min, the share of brain voxels changed and the mean absolute change there).
 
     A deficit that the denoiser filled in comes back; a residual within the noise does not:
@@ -71,7 +74,8 @@ def lesion_guard(denoised: np.ndarray, plain: np.ndarray, noise: np.ndarray,
     if fwhm_mm <= 0 or not inside.any():
         return denoised, {'threshold': 0.0, 'changed_pct': 0.0, 'mean_change': 0.0}
     residual = cbfu.smooth_in_mask(plain - denoised, mask, fwhm_mm, zooms)
-    smooth_noise = cbfu.smooth_in_mask(noise, mask, fwhm_mm, zooms)[inside]
+    observed = inside if noise_mask is None else (noise_mask > 0) & inside
+    smooth_noise = cbfu.smooth_in_mask(noise, observed, fwhm_mm, zooms)[observed]
     sd = 1.4826 * float(np.median(np.abs(smooth_noise - np.median(smooth_noise))))
     threshold = k * sd
     correction = np.sign(residual) * np.maximum(np.abs(residual) - threshold, 0.0)
