@@ -35,6 +35,7 @@ import numpy as np
 from aslproc.utils.motion_reliability import instability_ratio
 from aslproc.utils.motion_residue import compensate_motion_residue
 from aslproc.utils.pair_rejection import pair_volumes, reject_pairs
+from aslproc.utils.pair_subtraction import pair_midpoint_params, subtract_at_midpoint
 from aslproc.utils.registration import (
     ants_affine,
     ants_threads,
@@ -170,8 +171,14 @@ def correct_motion(
     min_displacement: float = MIN_DISPLACEMENT_VOX,
     interpolation: str = 'bSpline',
     num_threads: int | None = None,
+    pair_aware: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rigidly realign an ASL series, group by group (see the module docstring).
+
+    With ``pair_aware`` (not yet the default: being measured), the ΔM of each control/label
+    pair of which a volume was resampled is formed at the pair's own midpoint pose
+    (:func:`aslproc.utils.pair_subtraction.subtract_at_midpoint`) and the control becomes
+    the realigned label plus that ΔM.
 
     Parameters
     ----------
@@ -182,6 +189,8 @@ def correct_motion(
         BIDS aslcontext types (control, label, m0scan, deltam, cbf, noRF).
     min_displacement : float
         Voxels; volumes whose motion moves no brain-box corner further are not resampled.
+    pair_aware : bool
+        Subtract each moved pair at its midpoint pose (see above).
 
     Returns
     -------
@@ -206,13 +215,19 @@ def correct_motion(
             totals, reference = _estimate(images, groups, workdir)
             grid = images[0]
             box = _foreground_box(reference.numpy())
-            corrected, resampled = data.copy(), 0
+            corrected, resampled = data.copy(), set()
             for t, matrix in enumerate(totals):
                 if _max_displacement_vox(matrix, grid, box) > min_displacement:
                     xfm = write_xfm(matrix, os.path.join(workdir, f'total_{t:04d}.mat'))
                     moved = apply_xfms(images[t], grid, [xfm], interpolation=interpolation)
                     corrected[..., t] = moved.numpy()
-                    resampled += 1
+                    resampled.add(t)
+            if pair_aware:
+                for c, lab in pair_volumes(volume_types):
+                    if c in resampled or lab in resampled:
+                        corrected[..., c] = corrected[..., lab] + subtract_at_midpoint(
+                            images[c], images[lab], totals[c], totals[lab], grid, affine,
+                            os.path.join(workdir, f'pair_{c:04d}_'), interpolation)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     center = (ants_affine(grid) @ np.r_[(np.array(data.shape[:3]) - 1) / 2.0, 1.0])[:3]
@@ -220,7 +235,7 @@ def correct_motion(
     ref_idx = groups[next(iter(groups))]
     logger.info(
         'Motion correction: %d volumes, max FD %.3f mm, %d resampled', data.shape[3],
-        framewise_displacement(params).max(), resampled,
+        framewise_displacement(params).max(), len(resampled),
     )  # fmt: skip
     return corrected, params, corrected[..., ref_idx].mean(axis=3)
 
@@ -288,16 +303,23 @@ def pair_columns(volume_types: Sequence[str], deviations: np.ndarray, excluded: 
 
 
 def motion_robust_steps(corrected: np.ndarray, affine: np.ndarray, volume_types: Sequence[str],
-                        params: np.ndarray, reference: np.ndarray) -> tuple:
+                        params: np.ndarray, reference: np.ndarray, pair_aware: bool = False
+                        ) -> tuple:
     """What follows realignment of a series that moved: motion-compensated subtraction
     (:mod:`aslproc.utils.motion_residue`), the pair test (:mod:`aslproc.utils.pair_rejection`)
     and the voxel test (:func:`aslproc.utils.motion_reliability.instability_ratio`), all
     inside the head (the reference above 5 % of its 99th percentile).
 
+    ``params`` are :func:`correct_motion`'s; with ``pair_aware`` (as given to it) each pair's
+    two volumes are taken at their midpoint pose
+    (:func:`aslproc.utils.pair_subtraction.pair_midpoint_params`).
+
     Returns the compensated series, the aslcontext with excluded pairs marked, the
     instability ratio map, and (pair deviations, excluded pairs).
     """
     head = reference > 0.05 * np.percentile(reference, 99)
+    if pair_aware:
+        params = pair_midpoint_params(params, volume_types)
     compensated, _ = compensate_motion_residue(corrected, affine, volume_types, params, head)
     types, deviations, excluded = reject_pairs(compensated, volume_types, head)
     ratio = instability_ratio(compensated, types, head)
