@@ -39,11 +39,9 @@ def test_pair_aware_subtraction_removes_the_through_plane_residue(jerky):
     of the brain (through-plane partial volume, not linear in the pose): GM bias +19.8 %
     against +2.2 % for the still twin (measured). Subtracted at each pair's midpoint: +2.8 %."""
     sim, twin = jerky
-    per_volume, params, _ = correct_motion(sim.asl, sim.asl_affine, sim.volume_types,
-                                           num_threads=2)
-    pair_aware, params_pa, _ = correct_motion(sim.asl, sim.asl_affine, sim.volume_types,
-                                              num_threads=2, pair_aware=True)
-    assert np.allclose(params, params_pa, atol=0.05)  # same estimate (ANTs threads vary)
+    per_volume, _, _ = correct_motion(sim.asl, sim.asl_affine, sim.volume_types, num_threads=2)
+    pair_aware, _, _ = correct_motion(sim.asl, sim.asl_affine, sim.volume_types, num_threads=2,
+                                      pair_aware=True)
     still = _gm_bias(twin.asl, twin)
     assert _gm_bias(per_volume, sim) - still > 0.10
     assert abs(_gm_bias(pair_aware, sim) - still) < 0.03
