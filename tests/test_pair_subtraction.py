@@ -64,14 +64,15 @@ def test_pair_aware_leaves_a_still_series_bit_identical(jerky):
 def test_motion_step_with_pair_aware_subtraction_meets_the_targets(jerky, realigned):
     """The whole motion step on it (pair-aware subtraction, compensation, pair and voxel tests,
     fill): within 3 dB of the still twin and |GM bias| ≤ 5 % (issue #13, no background
-    suppression). Measured: −0.05 % GM bias, 0.2 dB above the twin."""
+    suppression). Measured on the benchmark: +1.8 % GM bias, 0.2 dB below the twin
+    (volume by volume: +8.1 %)."""
     from aslproc.utils.motion import motion_robust_steps
     from aslproc.utils.quantify import static_mean, unreliable_and_filled
 
     sim, twin = jerky
     series, params, reference = realigned[1]
     robust, types, ratio, _ = motion_robust_steps(series, sim.asl_affine, sim.volume_types,
-                                                  params, reference, pair_aware=True)
+                                                  params, reference)
     m0 = m0_map(robust, types, dict(
         m0_type='Included', m0_estimate=None, m0_tr=sim.metadata['RepetitionTimePreparation'][0],
         t1_tissue=1.33, m0_scale=1.0))

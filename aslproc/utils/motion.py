@@ -35,7 +35,7 @@ import numpy as np
 from aslproc.utils.motion_reliability import instability_ratio
 from aslproc.utils.motion_residue import compensate_motion_residue
 from aslproc.utils.pair_rejection import pair_volumes, reject_pairs
-from aslproc.utils.pair_subtraction import pair_midpoint_params, subtract_at_midpoint
+from aslproc.utils.pair_subtraction import subtract_at_midpoint
 from aslproc.utils.registration import (
     ants_affine,
     ants_threads,
@@ -171,11 +171,11 @@ def correct_motion(
     min_displacement: float = MIN_DISPLACEMENT_VOX,
     interpolation: str = 'bSpline',
     num_threads: int | None = None,
-    pair_aware: bool = False,
+    pair_aware: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rigidly realign an ASL series, group by group (see the module docstring).
 
-    With ``pair_aware`` (not yet the default: being measured), the ΔM of each control/label
+    With ``pair_aware`` (default), the ΔM of each control/label
     pair of which a volume was resampled is formed at the pair's own midpoint pose
     (:func:`aslproc.utils.pair_subtraction.subtract_at_midpoint`) and the control becomes
     the realigned label plus that ΔM.
@@ -190,7 +190,8 @@ def correct_motion(
     min_displacement : float
         Voxels; volumes whose motion moves no brain-box corner further are not resampled.
     pair_aware : bool
-        Subtract each moved pair at its midpoint pose (see above).
+        Subtract each moved pair at its midpoint pose (see above); ``params`` stay each
+        volume's own estimate.
 
     Returns
     -------
@@ -303,23 +304,20 @@ def pair_columns(volume_types: Sequence[str], deviations: np.ndarray, excluded: 
 
 
 def motion_robust_steps(corrected: np.ndarray, affine: np.ndarray, volume_types: Sequence[str],
-                        params: np.ndarray, reference: np.ndarray, pair_aware: bool = False
-                        ) -> tuple:
+                        params: np.ndarray, reference: np.ndarray) -> tuple:
     """What follows realignment of a series that moved: motion-compensated subtraction
     (:mod:`aslproc.utils.motion_residue`), the pair test (:mod:`aslproc.utils.pair_rejection`)
     and the voxel test (:func:`aslproc.utils.motion_reliability.instability_ratio`), all
     inside the head (the reference above 5 % of its 99th percentile).
 
-    ``params`` are :func:`correct_motion`'s; with ``pair_aware`` (as given to it) each pair's
-    two volumes are taken at their midpoint pose
-    (:func:`aslproc.utils.pair_subtraction.pair_midpoint_params`).
+    ``params`` are :func:`correct_motion`'s, each volume's own: after the pair-aware
+    subtraction the regression still sees each volume's displacement (taking the pairs'
+    midpoints instead made it a no-op and cost dro-motion 0.1 dB and 4.7 points of GM bias).
 
     Returns the compensated series, the aslcontext with excluded pairs marked, the
     instability ratio map, and (pair deviations, excluded pairs).
     """
     head = reference > 0.05 * np.percentile(reference, 99)
-    if pair_aware:
-        params = pair_midpoint_params(params, volume_types)
     compensated, _ = compensate_motion_residue(corrected, affine, volume_types, params, head)
     types, deviations, excluded = reject_pairs(compensated, volume_types, head)
     ratio = instability_ratio(compensated, types, head)
