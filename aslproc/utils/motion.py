@@ -336,9 +336,10 @@ def correct_motion_file(
     num_threads: int | None = None,
     compensate: bool = True,
 ) -> tuple[str, str, str, str | None, str | None, list[str]]:
-    """File layer of :func:`correct_motion`, followed (``compensate``) by the motion-robust
-    steps: the motion-compensated subtraction of :mod:`aslproc.utils.motion_residue`, the
-    test of whole pairs (:mod:`aslproc.utils.pair_rejection`) and the test of each voxel
+    """File layer of :func:`correct_motion` (pair-aware when ``compensate``), followed
+    (``compensate``) by the motion-robust steps: the motion-compensated subtraction of
+    :mod:`aslproc.utils.motion_residue`, the test of whole pairs
+    (:mod:`aslproc.utils.pair_rejection`) and the test of each voxel
     (:func:`aslproc.utils.motion_reliability.instability_ratio`).
 
     Writes the corrected series (input header and affine), the confounds TSV (with the pair
@@ -352,7 +353,7 @@ def correct_motion_file(
     img = nib.load(os.fspath(in_file))
     data = np.asanyarray(img.dataobj, dtype=np.float32)
     corrected, params, reference = correct_motion(
-        data, img.affine, volume_types, num_threads=num_threads
+        data, img.affine, volume_types, num_threads=num_threads, pair_aware=compensate
     )
     moved = bool(np.any(np.abs(corrected - data) > 0))
     ratio = np.zeros(reference.shape, dtype=np.float32)
