@@ -12,11 +12,15 @@ from aslproc.utils.cbf import cbf_map, m0_map, mean_delta_m
 from aslproc.utils.motion import correct_motion
 
 
-def _gm_bias(series, sim):
-    m0 = m0_map(series, sim.volume_types, dict(
+def _m0(series, sim, types=None):
+    """M0 as the pipeline takes it from a series with the M0 volume included."""
+    return m0_map(series, types or sim.volume_types, dict(
         m0_type='Included', m0_estimate=None, m0_tr=sim.metadata['RepetitionTimePreparation'][0],
         t1_tissue=1.33, m0_scale=1.0))
-    cbf = cbf_map(mean_delta_m(series, sim.volume_types), m0, sim.quant_params)
+
+
+def _gm_bias(series, sim):
+    cbf = cbf_map(mean_delta_m(series, sim.volume_types), _m0(series, sim), sim.quant_params)
     gm = sim.truth['seg'] == 1
     return float(cbf[gm].mean() / sim.truth['cbf'][gm].mean() - 1)
 
@@ -73,9 +77,7 @@ def test_motion_step_with_pair_aware_subtraction_meets_the_targets(jerky, realig
     series, params, reference = realigned[1]
     robust, types, ratio, _ = motion_robust_steps(series, sim.asl_affine, sim.volume_types,
                                                   params, reference)
-    m0 = m0_map(robust, types, dict(
-        m0_type='Included', m0_estimate=None, m0_tr=sim.metadata['RepetitionTimePreparation'][0],
-        t1_tissue=1.33, m0_scale=1.0))
+    m0 = _m0(robust, sim, types)
     cbf = cbf_map(mean_delta_m(robust, types), m0, sim.quant_params)
     filled, _ = unreliable_and_filled(cbf, ratio, m0, np.ones(cbf.shape), types,
                                       static_mean(robust, types))
@@ -85,10 +87,7 @@ def test_motion_step_with_pair_aware_subtraction_meets_the_targets(jerky, realig
     def psnr(x):
         return 20 * np.log10(truth[brain].max() / np.sqrt(np.mean((x[brain] - truth[brain]) ** 2)))
 
-    still = cbf_map(mean_delta_m(twin.asl, twin.volume_types), m0_map(
-        twin.asl, twin.volume_types, dict(
-            m0_type='Included', m0_estimate=None,
-            m0_tr=twin.metadata['RepetitionTimePreparation'][0], t1_tissue=1.33,
-            m0_scale=1.0)), twin.quant_params)
+    still = cbf_map(mean_delta_m(twin.asl, twin.volume_types), _m0(twin.asl, twin),
+                    twin.quant_params)
     assert psnr(filled) > psnr(still) - 3.0
     assert abs(filled[gm].mean() / truth[gm].mean() - 1) < 0.05

@@ -268,31 +268,6 @@ def refine_with_tissue(dm_den, pairs, m0, mask, params, gm, wm, zooms, **kw
     return (est / to_x).astype(np.float32), chosen
 
 
-def motion_filled_pairs(pairs, m0, mask, params, ratio, volume_types, guide
-                        ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pairs in which the voxels that motion left without a usable ΔM
-    (:mod:`aslproc.utils.motion_reliability`) take the ΔM of the filled plain map in every
-    pair, and the mask of the voxels whose spread still measures the noise (``None`` when
-    nothing was unreliable). Voxels of ``mask`` with M0 below the quantification floor (the
-    rim outside the head, where resampling rings) get ΔM 0: their CBF is 0 anyway, and they
-    would otherwise reach the network as motion outliers."""
-    from aslproc.utils import motion_reliability as mrel
-    from aslproc.utils.quantify import unreliable_and_filled
-
-    everywhere = mrel.unreliable_voxels(ratio, volume_types, mask)
-    if not np.any(everywhere):
-        return pairs, None
-    plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
-    filled, _ = unreliable_and_filled(plain, ratio, m0, mask, volume_types, guide)
-    per_unit = cbfu.cbf_map(np.ones(m0.shape, np.float32), m0, params, mask)
-    dm_filled = np.where(per_unit != 0, filled / np.where(per_unit != 0, per_unit, 1.0), 0.0)
-    void = (mask > 0) & (m0 < cbfu.m0_floor(m0, mask))
-    pairs = pairs.copy()
-    pairs[everywhere] = dm_filled[everywhere][:, None]
-    pairs[void] = 0.0
-    return pairs, (mask > 0) & (ratio > 0) & ~everywhere & ~void
-
-
 def denoise_file(
     asl_file,
     volume_types,
@@ -337,6 +312,7 @@ def denoise_file(
     from aslproc.models.adapt import MIN_PAIRS, noise2noise_finetune
     from aslproc.utils.quantify import (
         load,
+        motion_filled_pairs,
         per_slice_pld,
         save_like,
         static_mean,

@@ -127,6 +127,30 @@ def unreliable_and_filled(cbf, ratio, m0, mask, volume_types, guide=None):
     return cbf, unreliable
 
 
+def motion_filled_pairs(pairs, m0, mask, params, ratio, volume_types, guide
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pairs in which the voxels that motion left without a usable ΔM
+    (:mod:`aslproc.utils.motion_reliability`) take the ΔM of the filled plain map in every
+    pair, and the mask of the voxels whose spread still measures the noise (``None`` when
+    nothing was unreliable). Voxels of ``mask`` with M0 below the quantification floor (the
+    rim outside the head, where resampling rings) get ΔM 0: their CBF is 0 anyway, and they
+    would otherwise reach the network as motion outliers."""
+    from aslproc.utils import motion_reliability as mrel
+
+    everywhere = mrel.unreliable_voxels(ratio, volume_types, mask)
+    if not np.any(everywhere):
+        return pairs, None
+    plain = cbfu.cbf_map(pairs.mean(axis=-1), m0, params, mask)
+    filled, _ = unreliable_and_filled(plain, ratio, m0, mask, volume_types, guide)
+    per_unit = cbfu.cbf_map(np.ones(m0.shape, np.float32), m0, params, mask)
+    dm_filled = np.where(per_unit != 0, filled / np.where(per_unit != 0, per_unit, 1.0), 0.0)
+    void = (mask > 0) & (m0 < cbfu.m0_floor(m0, mask))
+    pairs = pairs.copy()
+    pairs[everywhere] = dm_filled[everywhere][:, None]
+    pairs[void] = 0.0
+    return pairs, (mask > 0) & (ratio > 0) & ~everywhere & ~void
+
+
 def save_mask(mask: np.ndarray, like: nib.Nifti1Image, out_file) -> str:
     """Save a boolean mask as uint8 on the grid of ``like``."""
     hdr = like.header.copy()
