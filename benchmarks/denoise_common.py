@@ -30,8 +30,10 @@ from aslproc.utils.quantify import save_like
 SCORE = '/work/shared/bench/score.py'
 
 
-def subsample_case(case: Path, k: int, out: Path) -> Path:
-    """Copy of ``case`` (bids/ + truth/) with only the M0 volumes and the first ``k`` pairs."""
+def subsample_case(case: Path, k: int, out: Path, which: set | None = None) -> Path:
+    """Copy of ``case`` (bids/ + truth/) with only the M0 volumes and the first ``k`` pairs,
+    or the pairs numbered ``which`` (0-based; ``k`` is then ignored) for repeated draws."""
+    keep_pair = (lambda i: i < k) if which is None else set(which).__contains__
     bids = out / 'bids'
     if out.exists():
         shutil.rmtree(out)
@@ -44,7 +46,7 @@ def subsample_case(case: Path, k: int, out: Path) -> Path:
         for i, t in enumerate(types):
             if t in n:
                 n[t] += 1
-                if n[t] > k:
+                if not keep_pair(n[t] - 1):
                     continue
             keep.append(i)
         img = nib.load(str(asl))
@@ -56,7 +58,7 @@ def subsample_case(case: Path, k: int, out: Path) -> Path:
         if isinstance(meta.get('RepetitionTimePreparation'), list):
             meta['RepetitionTimePreparation'] = [meta['RepetitionTimePreparation'][i]
                                                  for i in keep]
-        meta['TotalAcquiredPairs'] = k
+        meta['TotalAcquiredPairs'] = sum(types[i] == 'label' for i in keep)
         side.write_text(json.dumps(meta, indent=2))
     return out
 

@@ -62,6 +62,13 @@ CASES = {
 DRO = {'dro-lesion': 12, 'dro-public': 30}
 
 
+def simulate(cname: str, out: Path) -> Path:
+    """Write the simulator case ``cname`` of :data:`CASES` (30 pairs, no motion) to ``out``."""
+    write_dataset(out, SynthConfig(n_pairs=30, pose=False, lesions=(4, 6),
+                                   perfusion='heterogeneous', t1w_voxel=2.0, **CASES[cname]))
+    return out
+
+
 def extra_maps(deriv: Path, tissue: tuple) -> None:
     """The smoothed (5 mm) and the opt-in PVC GM map from the plain map, and a copy of the
     plain map as ``desc-plain`` (score.py scores ``--desc`` maps)."""
@@ -114,11 +121,7 @@ def main(argv=None) -> int:
         tmp = Path(tmpdir)
         jobs = []
         for cname in args.cases:
-            full = tmp / cname
-            write_dataset(full, SynthConfig(n_pairs=30, pose=False, lesions=(4, 6),
-                                            perfusion='heterogeneous', t1w_voxel=2.0,
-                                            **CASES[cname]))
-            jobs.append((full, cname, 30))
+            jobs.append((simulate(cname, tmp / cname), cname, 30))
         if not args.no_dro:
             jobs += [(SHARED / d, d, n) for d, n in DRO.items()]
         for full, cname, n_all in jobs:
