@@ -43,7 +43,7 @@ from denoise_common import (  # noqa: E402
     subsample_case,
     tissue_fractions,
 )
-from lesion_synth import CASES, SHARED, extra_maps, simulate  # noqa: E402
+from lesion_synth import CASES, SHARED, denoiser_maps, extra_maps, simulate  # noqa: E402
 
 from aslproc.models import infer  # noqa: E402
 
@@ -128,9 +128,7 @@ def main(argv=None) -> int:
     p.add_argument('--no-dro', action='store_true', help='skip ../shared/dro-lesion')
     p.add_argument('--name', default='lesion_repeats', help='output file stem in benchmarks/')
     args = p.parse_args(argv)
-    weights = {'denoised': None, **dict(e.split('=', 1) for e in args.extra)}
-    if args.adapt:
-        weights['adapted'] = {'weights': None, 'adapt_steps': args.adapt}
+    weights = denoiser_maps(args.extra, args.adapt)
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

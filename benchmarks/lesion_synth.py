@@ -85,6 +85,15 @@ def extra_maps(deriv: Path, tissue: tuple) -> None:
     save_like(pvc_gm, img, perf / 'sub-01_desc-pvcGM_cbf.nii.gz')
 
 
+def denoiser_maps(extra: list, adapt: int) -> dict:
+    """Denoised maps to make (name → :func:`denoise_common.make_derivatives` entry): the
+    default, each ``NAME=WEIGHTS`` of ``extra`` and, with ``adapt`` steps, the adaptation."""
+    weights = {'denoised': None, **dict(e.split('=', 1) for e in extra)}
+    if adapt:
+        weights['adapted'] = {'weights': None, 'adapt_steps': adapt}
+    return weights
+
+
 def run(case: Path, name: str, k: int, tmp: Path, weights: dict, tissue: tuple) -> list:
     """All maps of one case at ``k`` pairs, scored."""
     sub = subsample_case(case, k, tmp / f'{name}-{k}')
@@ -113,15 +122,11 @@ def main(argv=None) -> int:
     p.add_argument('--cases', nargs='*', default=list(CASES), help='simulator cases to run')
     p.add_argument('--name', default='lesion_synth', help='output file stem in benchmarks/')
     args = p.parse_args(argv)
-    weights = {'denoised': None, **dict(e.split('=', 1) for e in args.extra)}
-    if args.adapt:
-        weights['adapted'] = {'weights': None, 'adapt_steps': args.adapt}
+    weights = denoiser_maps(args.extra, args.adapt)
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        jobs = []
-        for cname in args.cases:
-            jobs.append((simulate(cname, tmp / cname), cname, 30))
+        jobs = [(simulate(c, tmp / c), c, 30) for c in args.cases]
         if not args.no_dro:
             jobs += [(SHARED / d, d, n) for d, n in DRO.items()]
         for full, cname, n_all in jobs:
