@@ -52,3 +52,27 @@ def test_sample_weights():
     lw, _ = losses.deepasl_loss(**two, lam=0.2, weight=torch.tensor([1.0, 0.0]))
     l1, _ = losses.deepasl_loss(**case, lam=0.2)
     assert lw.item() == pytest.approx(l1.item())
+
+
+def test_twin_bias_prices_the_bias_and_not_the_variance():
+    """Twins with independent white errors of SD 0.3 have a large MSE and no bias; twins
+    sharing a smooth error of 0.1 (a deficit filled in) have a small MSE and bias 0.1."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(400, 1, 16, 16)
+    white = 0.3 * torch.randn(400, 1, 16, 16, generator=g)
+    shared = torch.full((200, 1, 16, 16), 0.1).repeat_interleave(2, dim=0)
+    mse = lambda e: losses.masked_mse(e, 0 * e).mean()  # noqa: E731
+    assert mse(white) > 5 * mse(shared)
+    assert abs(losses.twin_bias(white, mask).mean().item()) < 0.002
+    assert losses.twin_bias(shared, mask).mean().item() == pytest.approx(0.01, rel=1e-4)
+    assert losses.twin_bias(shared + white, mask).mean().item() == pytest.approx(0.01, abs=0.003)
+
+
+def test_bias_weight_adds_the_twin_term():
+    case = _case()
+    two = {k: torch.cat([v, v]) if torch.is_tensor(v) else v * 2 for k, v in case.items()}
+    plain, _ = losses.deepasl_loss(**two, lam=0.2)
+    biased, terms = losses.deepasl_loss(**two, lam=0.2, bias_weight=3.0)
+    # both twins read CBF 50 for 40 in one voxel of three: low-passed error at most 0.1
+    assert 0 < terms['bias'] < 0.01
+    assert biased.item() == pytest.approx(plain.item() + 3.0 * terms['bias'])

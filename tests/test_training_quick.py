@@ -28,3 +28,28 @@ def test_logged_seconds_of_an_interrupted_run(tmp_path):
     assert train_denoiser._logged_seconds(log, 100) == 80.0
     assert train_denoiser._logged_seconds(log, 149) == 80.0
     assert train_denoiser._logged_seconds(log, 10) == 0.0
+
+
+def test_twin_samples_share_the_truth_and_not_the_noise():
+    """Paired samples: same slice, crop, augmentation and target; disjoint pairs."""
+    from aslproc.training import data
+    from aslproc.utils import denoise as dnu
+
+    subjects = [data.make_subject(np.random.default_rng([0, i]), n_pairs=6, quick=True)
+                for i in range(2)]
+    b = data.batch(np.random.default_rng(5), subjects, dnu.PLAIN_CHANNELS, 8, 24, paired=True)
+    assert b['inputs'].shape == (8, 4, 24, 24)
+    for k in ('cbf_true', 'mask', 'm0', 'to_x'):
+        assert np.array_equal(b[k][0::2], b[k][1::2]), k
+    assert not np.array_equal(b['noise'][0::2], b['noise'][1::2])
+    x_true = b['noisy'] - b['noise']  # the clean normalised ΔM: the same for both twins
+    assert np.allclose(x_true[0::2], x_true[1::2], atol=1e-5)
+
+
+def test_quick_training_with_the_bias_term(tmp_path):
+    out = tmp_path / 'run'
+    assert train_denoiser.main(['--out', str(out), '--steps', '10', '--quick',
+                                '--bias-weight', '2']) == 0
+    rows = list(csv.DictReader(open(out / 'loss.csv')))
+    assert all(np.isfinite(float(r['bias'])) for r in rows)
+    assert infer.load_denoiser(out / 'denoiser.pt')[1]['metadata']['bias_weight'] == 2.0

@@ -239,7 +239,8 @@ def loss_weights(subj: Subject, lesion_weight: float) -> np.ndarray:
 
 
 def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
-           n_slices: int = 2, lesion_weight: float = LESION_WEIGHT) -> dict:
+           n_slices: int = 2, lesion_weight: float = LESION_WEIGHT, paired: bool = False
+           ) -> dict:
     """Random pair subset of one subject → ``n_slices`` training patches (numpy, float32).
 
     Returns a dict of arrays with a leading sample axis: ``inputs`` (N, C, H, W), ``noisy``
@@ -248,18 +249,30 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
     target from clean ΔM and M0),
     ``mask``, ``sigma`` (estimated noise SD of the input, normalised units) and ``params``
     (one dict per sample).
+
+    ``paired`` draws two *disjoint* subsets of the same number of pairs (at most half the
+    subject's) with the same contrast augmentation, slice, crop and flips: *twins*, samples
+    ``2i`` and ``2i + 1``, whose noise is independent and whose truth is the same. The
+    product of their errors is an unbiased estimate of the squared bias of the network on
+    that truth (:func:`aslproc.training.losses.twin_bias`). ``paired=False`` draws exactly
+    the random stream of earlier releases (the shipped model's command reproduces).
     """
-    n = draw_pair_count(rng, subj.pairs.shape[-1])
-    pick = rng.choice(subj.pairs.shape[-1], n, replace=False)
-    pairs, cleandm = subj.pairs[..., pick], subj.cleandm
+    total = subj.pairs.shape[-1]
+    if paired:
+        n = draw_pair_count(rng, total // 2)
+        pick = rng.choice(total, 2 * n, replace=False)
+        subsets = [pick[:n], pick[n:]]
+    else:
+        n = draw_pair_count(rng, total)
+        subsets = [rng.choice(total, n, replace=False)]
+    pairs, cleandm = subj.pairs[..., np.concatenate(subsets)], subj.cleandm
     if rng.random() < AUGMENT_P:
         pairs, cleandm = augment_contrast(rng, subj, pairs)
     # drawn for every input set (plain inputs ignore them): the random stream, and so the
     # shipped model's reproduction from its command, must not depend on the channels
     gm, wm = perturb_fractions(rng, subj)
-    inputs, norm = dnu.build_inputs(pairs, subj.m0, subj.mask, subj.params, channels, gm, wm)
-    x_true = cleandm * norm['to_x']
-    noise = norm['x'] - np.moveaxis(x_true, -1, 0)
+    built = [dnu.build_inputs(pairs[..., i * n:(i + 1) * n], subj.m0, subj.mask, subj.params,
+                              channels, gm, wm) for i in range(len(subsets))]
     cbf_true = kinetics.quantify(cleandm, np.maximum(subj.cleanm0, 1e-3), subj.params)
     loss_mask = loss_weights(subj, lesion_weight)
     brain_slices = np.flatnonzero(subj.mask.sum(axis=(0, 1)) > 50)
@@ -270,18 +283,20 @@ def sample(rng: np.random.Generator, subj: Subject, channels, patch: int = 64,
         crop = _crop_box(rng, subj.mask[..., z], patch)
         flips = (rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5)
         aug = _augmenter(crop, flips)
-        out['inputs'].append(aug(inputs[z]))
-        out['noisy'].append(aug(norm['x'][z][None]))
-        out['noise'].append(aug(noise[z][None]))
-        out['to_x'].append(float(norm['to_x'][0, 0, z]))
-        out['sigma'].append(norm['sigma'])
-        out['m0'].append(aug(subj.m0[..., z][None]))
-        out['cbf_true'].append(aug(cbf_true[..., z][None]))
-        out['mask'].append(aug(loss_mask[..., z][None]))
         pz = dict(subj.params)
         if np.ndim(pz['pld']) > 0:
             pz['pld'] = float(np.ravel(pz['pld'])[z])
-        out['params'].append(pz)
+        for inputs, norm in built:
+            noise = norm['x'][z] - cleandm[..., z] * norm['to_x'][..., z]
+            out['inputs'].append(aug(inputs[z]))
+            out['noisy'].append(aug(norm['x'][z][None]))
+            out['noise'].append(aug(noise[None]))
+            out['to_x'].append(float(norm['to_x'][0, 0, z]))
+            out['sigma'].append(norm['sigma'])
+            out['m0'].append(aug(subj.m0[..., z][None]))
+            out['cbf_true'].append(aug(cbf_true[..., z][None]))
+            out['mask'].append(aug(loss_mask[..., z][None]))
+            out['params'].append(pz)
     return {k: (v if k == 'params' else np.stack(v).astype(np.float32)) for k, v in out.items()}
 
 
@@ -314,9 +329,11 @@ def _augmenter(crop: tuple, flips: tuple):
 
 
 def batch(rng: np.random.Generator, bank: list, channels, size: int = 16, patch: int = 64,
-          lesion_weight: float = LESION_WEIGHT) -> dict:
-    """A training batch of ``size`` patches, two slices from each of ``size // 2`` draws."""
-    parts = [sample(rng, bank[rng.integers(len(bank))], channels, patch, 2, lesion_weight)
+          lesion_weight: float = LESION_WEIGHT, paired: bool = False) -> dict:
+    """A training batch of ``size`` patches from ``size // 2`` draws: two slices of each, or
+    with ``paired`` the twins of one slice (samples ``2i``, ``2i + 1``; see :func:`sample`)."""
+    parts = [sample(rng, bank[rng.integers(len(bank))], channels, patch, 1 if paired else 2,
+                    lesion_weight, paired)
              for _ in range(max(1, size // 2))]
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != 'params'}
     out['params'] = [q for p in parts for q in p['params']]

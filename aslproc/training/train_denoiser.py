@@ -70,6 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help='stop (and export) after this step of the --steps schedule')
     p.add_argument('--lesion-weight', type=float, default=0.0,
                    help='extra weight of the kinetic loss in and around focal lesions')
+    p.add_argument('--bias-weight', type=float, default=0.0,
+                   help='weight of the squared lesion-scale CBF bias, estimated from twin '
+                   'samples (two disjoint pair subsets of one truth); 0: ordinary batches')
     p.add_argument('--heterogeneous', type=float, default=0.0,
                    help="share of subjects with the lesion benchmark's heterogeneous perfusion "
                    '(territories, 6-25 mm lesions, GM/WM border)')
@@ -87,12 +90,13 @@ def _to_torch(b: dict) -> dict:
 SIGMA_FLOOR = 0.2
 
 
-def _loss(model, b, lam, channels):
+def _loss(model, b, lam, channels, bias_weight=0.0):
     x = b['inputs']
     noisy = b['noisy']
     w = 1.0 / (b['sigma'] ** 2 + SIGMA_FLOOR**2)
     return losses.deepasl_loss(model(x), noisy, b['noise'], b['to_x'], b['m0'],
-                               b['cbf_true'], b['params'], b['mask'], lam, weight=w / w.mean())
+                               b['cbf_true'], b['params'], b['mask'], lam, weight=w / w.mean(),
+                               bias_weight=bias_weight)
 
 
 def _banks(args):
@@ -144,8 +148,9 @@ def train(args) -> dict:
     t0 = time.time()
     train_bank, val_bank = _banks(args)
     vrng = np.random.default_rng([args.seed, 999])
+    paired = args.bias_weight > 0
     val = [_to_torch(data.batch(vrng, val_bank, channels, args.batch, args.patch,
-                                args.lesion_weight))
+                                args.lesion_weight, paired))
            for _ in range(2 if args.quick else 8)]
     sim_s = time.time() - t0
     log_path = args.out / 'loss.csv'
@@ -154,12 +159,14 @@ def train(args) -> dict:
     log = open(log_path, 'w' if new_log else 'a', newline='')
     writer = csv.writer(log)
     if new_log:
-        writer.writerow(['step', 'loss', 'noise', 'kinetic', 'val_loss', 'lr', 'seconds'])
+        writer.writerow(['step', 'loss', 'noise', 'kinetic', 'bias', 'val_loss', 'lr',
+                         'seconds'])
 
     def validate():
         model.eval()
         with torch.no_grad():
-            v = float(np.mean([_loss(model, b, args.lam, channels)[0].item() for b in val]))
+            v = float(np.mean([_loss(model, b, args.lam, channels, args.bias_weight)[0].item()
+                               for b in val]))
         model.train()
         return v
 
@@ -168,14 +175,14 @@ def train(args) -> dict:
     last = min(args.steps, args.stop_after or args.steps)
     for step in range(start + 1, last + 1):
         b = _to_torch(data.batch(rng, train_bank, channels, args.batch, args.patch,
-                                 args.lesion_weight))
-        loss, terms = _loss(model, b, args.lam, channels)
+                                 args.lesion_weight, paired))
+        loss, terms = _loss(model, b, args.lam, channels, args.bias_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        history.append([loss.item(), terms['noise'], terms['kinetic']])
+        history.append([loss.item(), terms['noise'], terms['kinetic'], terms['bias']])
         every = 5 if args.quick else 50
         if step % every == 0 or step == last:
             v = validate() if (step % (every * 4) == 0 or step == last) else ''
@@ -196,7 +203,8 @@ def train(args) -> dict:
                           'm0_clip': 3.0, 'sigma': 'SD of the mean from the pair spread'},
         'lambda': args.lam, 'steps': args.steps, 'stop_after': args.stop_after,
         'init': str(args.init) if args.init else None, 'heterogeneous': args.heterogeneous,
-        'lesion_weight': args.lesion_weight, 'seed': args.seed, 'batch': args.batch,
+        'lesion_weight': args.lesion_weight, 'bias_weight': args.bias_weight,
+        'seed': args.seed, 'batch': args.batch,
         'patch': args.patch, 'lr': args.lr, 'subjects': args.subjects,
         'resumed_from_step': start or None,
         'seconds_total': round(earlier_s + time.time() - t0, 1),
