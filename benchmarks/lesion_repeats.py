@@ -3,7 +3,8 @@
 (perfusion the stage removed) and how much is the noise that no estimator can remove.
 
     .venv/bin/python benchmarks/lesion_repeats.py [--pairs 2 4 8] [--draws 12] [--adapt STEPS]
-        [--cases ...] [--no-dro] [--name lesion_repeats]
+        [--extra NAME=WEIGHTS ...] [--cases ...] [--no-dro] [--name lesion_repeats]
+    .venv/bin/python benchmarks/lesion_repeats.py --from-json benchmarks/lesion_repeats.json
 
 The lesion benchmark (``lesion_synth.py``) scores one draw of noise per row: the first k
 pairs. Its per-lesion contrast errors at 2-8 pairs mix two things, which this benchmark
@@ -117,6 +118,33 @@ def table(rows: list, result: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+#: A lesion is *measurable* at k pairs when the plain map's SD over the draws is within this
+#: (%): only there can a bias of the target's size be told from the noise.
+MEASURABLE_SD_PCT = TARGET_PCT
+
+
+def summary(rows: list) -> str:
+    """Markdown: per map and pair count, over the measurable lesions, the mean |bias|, the
+    lesions with |bias| over the target, and the mean RMS error beside the plain map's."""
+    maps = list(dict.fromkeys(r['map'] for r in rows))
+    lines = [f'Measurable lesions: plain SD ≤ {MEASURABLE_SD_PCT:.0f} %. "RMS worse": lesions '
+             'whose RMS error over the draws exceeds the plain map\'s (all lesions).', '',
+             '| map | pairs | measurable | mean abs bias % | bias > 15 % | mean RMS % '
+             '(all lesions) | RMS worse than plain |', '|---|---|---|---|---|---|---|']
+    for m in maps:
+        for k in sorted({r['pairs'] for r in rows}):
+            sel = [r for r in rows if r['map'] == m and r['pairs'] == k]
+            plain = {(r['case'], r['lesion']): r['rms_err_pct'] for r in rows
+                     if r['map'] == 'plain' and r['pairs'] == k}
+            meas = [r for r in sel if r['plain_sd_pct'] <= MEASURABLE_SD_PCT]
+            worse = sum(r['rms_err_pct'] > plain[(r['case'], r['lesion'])] for r in sel)
+            bias = [abs(r['mean_err_pct']) for r in meas]
+            lines.append(f"| {m} | {k} | {len(meas)} of {len(sel)} | {np.mean(bias):.1f} | "
+                         f"{sum(b > TARGET_PCT for b in bias)} | "
+                         f"{np.mean([r['rms_err_pct'] for r in sel]):.1f} | {worse} |")
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--pairs', type=int, nargs='+', default=[2, 4, 8])
@@ -127,7 +155,15 @@ def main(argv=None) -> int:
     p.add_argument('--cases', nargs='*', default=list(CASES), help='simulator cases to run')
     p.add_argument('--no-dro', action='store_true', help='skip ../shared/dro-lesion')
     p.add_argument('--name', default='lesion_repeats', help='output file stem in benchmarks/')
+    p.add_argument('--from-json', type=Path, default=None,
+                   help='only re-render the tables of an earlier run\'s JSON')
     args = p.parse_args(argv)
+    if args.from_json is not None:
+        result = json.loads(args.from_json.read_text())
+        md = table(result['rows'], result) + '\n' + summary(result['rows'])
+        args.from_json.with_suffix('.md').write_text(md)
+        print(summary(result['rows']))
+        return 0
     weights = denoiser_maps(args.extra, args.adapt)
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -147,7 +183,7 @@ def main(argv=None) -> int:
               'model': info['name'], 'sha256': info['sha256'], 'draws': args.draws,
               'target_pct': TARGET_PCT, 'rows': rows}
     (HERE / f'{args.name}.json').write_text(json.dumps(result, indent=1) + '\n')
-    md = table(rows, result)
+    md = table(rows, result) + '\n' + summary(rows)
     (HERE / f'{args.name}.md').write_text(md)
     print(md)
     return 0
