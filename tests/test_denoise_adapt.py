@@ -67,7 +67,8 @@ def _deficit_scan(tmp_path, seed):
     for key, arr in (('asl', np.stack(vols, -1)), ('m0', m0), ('mask', np.ones(shape))):
         files[key] = str(tmp_path / f'{key}{seed}.nii.gz')
         nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), aff), files[key])
-    return files, ['m0scan'] + ['control', 'label'] * 8, cbfu.cbf_map(dm, m0, PARAMS, np.ones(shape))
+    true = cbfu.cbf_map(dm, m0, PARAMS, np.ones(shape))
+    return files, ['m0scan'] + ['control', 'label'] * 8, true
 
 
 def test_denoise_file_guard_restores_an_erased_deficit(tmp_path):
