@@ -25,7 +25,7 @@ def _save(data, affine, path):
 
 @pytest.fixture
 def tiny_files(tmp_path):
-    """Constant CBF 50 on a 4 mm grid (8×8×6), a 2 mm T1w with its mask and GM/WM maps,
+    """Constant CBF 50 on a 4 mm grid (8×8×6), a 2 mm T1w with its mask and GM/WM/CSF maps,
     identity transform."""
     lr_aff, hr_aff = np.diag([4.0, 4.0, 4.0, 1.0]), np.diag([2.0, 2.0, 2.0, 1.0])
     lr_aff[:3, 3] = 1.0
@@ -38,6 +38,7 @@ def tiny_files(tmp_path):
                 t1w_file=_save(t1w, hr_aff, tmp_path / 't1w.nii.gz'),
                 gm_file=_save(gm, hr_aff, tmp_path / 'gm.nii.gz'),
                 wm_file=_save(mask * (1 - gm), hr_aff, tmp_path / 'wm.nii.gz'),
+                csf_file=_save(np.zeros_like(t1w), hr_aff, tmp_path / 'csf.nii.gz'),
                 mask_file=_save(mask, hr_aff, tmp_path / 'mask.nii.gz'),
                 xfm_file=write_xfm(np.eye(4), tmp_path / 'xfm.mat'))
 
@@ -58,6 +59,7 @@ def test_superresolve_node(tmp_path, tiny_files):
     assert info['iterations'] == 2 and info['seed'] == 3 and info['device'] == 'cpu'
     assert info['schedule'] == [[4.0, 4.0, 4.0], [2.0, 2.0, 2.0]]
     json.dumps(info)  # goes into the sidecar
+    assert info['regressors'].startswith('GM/WM fractions')
     for tissue in ('GM', 'WM'):  # tissue means reported, and not invented from the anatomy
         assert info['tissue_means'][tissue]['after'] == pytest.approx(50.0, abs=1e-2)
 

@@ -25,6 +25,10 @@ def test_subject_workflow_builds(tmp_path, label, m0, denoise, sr):
     assert 'ds_cbf' in names and 'ds_xfm' in names
     assert ('ds_cbf_denoised' in names) == denoise
     assert ('ds_cbf_sr' in names) == sr
+    if sr:  # the SR's detail regressors: all three tissue maps of the segmentation
+        feeds = {(u.name, dst) for u, v, d in graph.edges(data=True)
+                 if v.name == 'super_resolve' for _, dst in d['connect']}
+        assert {('segment', f'{t}_file') for t in ('gm', 'wm', 'csf')} <= feeds, feeds
     text = wf.visit_desc()
     assert m0 in text and ('pulsed' if label == 'PASL' else 'pseudo-continuous') in text
 

@@ -28,6 +28,8 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, desc='brain mask on the T1w grid (default: CBF support)')
     gm_file = File(exists=True, desc='GM probability on the T1w grid (guide, detail regressor)')
     wm_file = File(exists=True, desc='WM probability on the T1w grid (guide, detail regressor)')
+    csf_file = File(exists=True, desc='CSF probability on the T1w grid: with it, tissue-border '
+                    'voxels are split into two classes by their T1w intensity')
     levels = traits.Int(0, usedefault=True, desc='pyramid steps (0: steps of about 0.75)')
     iters = traits.Int(-1, usedefault=True,
                        desc='GAN iterations per level (0: guided detail only; -1: the '
@@ -59,7 +61,8 @@ class SuperResolve(SimpleInterface):
             os.path.join(runtime.cwd, 'sr_cbf.nii.gz'), levels=i.levels or None,
             iters=None if i.iters < 0 else i.iters, seed=i.seed, device=i.device,
             num_threads=i.num_threads, baseline=i.baseline,
-            gm_file=i.gm_file or None, wm_file=i.wm_file or None)
+            gm_file=i.gm_file or None, wm_file=i.wm_file or None,
+            csf_file=i.csf_file or None)
         self._results.update(out_file=res['out_file'], info=res['info'])
         if i.baseline:
             self._results.update(out_linear=res['linear_file'], out_cubic=res['cubic_file'])

@@ -26,6 +26,7 @@ import torch
 from scipy import ndimage
 
 from aslproc.training import sr_fit
+from aslproc.utils import pv_fractions
 from aslproc.utils.quantify import load, save_like
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def super_resolve(
     device='cpu',
     gm=None,
     wm=None,
+    csf=None,
 ) -> tuple:
     """Super-resolve an ASL-grid map onto the T1w grid.
 
@@ -186,6 +188,11 @@ def super_resolve(
     gm, wm : ndarray (X, Y, Z), optional
         GM and WM probabilities on the T1w grid: extra guide channels, and the regressors of
         the anatomy-guided detail (:func:`aslproc.training.sr_fit.guided_detail`).
+    csf : ndarray (X, Y, Z), optional
+        CSF probability: with it, voxels at the tissue borders are split into two classes
+        by their T1w intensity (:func:`aslproc.utils.pv_fractions.intensity_fractions`)
+        before ``gm``/``wm`` are used, so that partial-volume cortex labelled CSF is not
+        given CSF's CBF.
 
     Returns
     -------
@@ -207,6 +214,12 @@ def super_resolve(
     scale = float(np.percentile(np.abs(lr[lr != 0]), 99)) if np.any(lr) else 1.0
     scale = scale or 1.0
     guide_hr = [_normalise_guide(np.asarray(t1w, np.float32)[box], mask[box])]
+    regressors = 'T1w intensity'
+    if gm is not None and wm is not None and csf is not None:
+        gm, wm = pv_fractions.intensity_fractions(t1w, gm, wm, csf, mask)
+        regressors = 'GM/WM fractions (posteriors split at tissue borders by T1w intensity)'
+    elif gm is not None and wm is not None:
+        regressors = 'GM/WM posteriors'
     if gm is not None and wm is not None:
         guide_hr += [np.where(mask[box], np.asarray(t, np.float32)[box], 0.0) for t in (gm, wm)]
     # ASL voxels constrained: centres inside the crop
@@ -265,6 +278,7 @@ def super_resolve(
         consistency={k: v * scale for k, v in record['consistency'].items()},
         time_s=round(time.perf_counter() - t_start, 2),
         tissue_means=means,
+        regressors=regressors if config.guided else None,
     )
     return out.astype(np.float32), info
 
@@ -306,11 +320,12 @@ def superres_file(
     baseline: bool = False,
     gm_file=None,
     wm_file=None,
+    csf_file=None,
 ) -> dict:
     """Write the super-resolved CBF on the T1w grid (and, with ``baseline``, its linear and
     cubic-spline resamplings next to it); returns ``out_file``, ``linear_file``,
-    ``cubic_file`` (or None) and ``info``. ``gm_file``/``wm_file``: tissue probabilities on
-    the T1w grid (see :func:`super_resolve`).
+    ``cubic_file`` (or None) and ``info``. ``gm_file``/``wm_file``/``csf_file``: tissue
+    probabilities on the T1w grid (see :func:`super_resolve`).
     """
     from aslproc.models.infer import resolve_device
 
@@ -320,12 +335,12 @@ def superres_file(
     lr, lr_img = load(cbf_file)
     t1w, t1_img = load(t1w_file)
     mask = load(mask_file)[0] > 0.5 if mask_file else None
-    gm, wm = (load(f)[0] if f else None for f in (gm_file, wm_file))
+    gm, wm, csf = (load(f)[0] if f else None for f in (gm_file, wm_file, csf_file))
     ras = ras_xfm(xfm_file) if xfm_file else np.eye(4)
     config = default_config(str(dev), iters, seed)
     out, info = super_resolve(
         lr, lr_img.affine, t1w, t1_img.affine, ras, mask, levels=levels, config=config,
-        device=dev, gm=gm, wm=wm,
+        device=dev, gm=gm, wm=wm, csf=csf,
     )
     vox_map = t1w_to_asl_voxels(lr_img.affine, t1_img.affine, ras)
     info['residual_structure_pct'] = residual_structure(
@@ -368,5 +383,6 @@ def sr_sidecar(meta: dict, info: dict) -> dict:
             'seed': 'SRSeed', 'device': 'SRDevice', 'time_s': 'SRTimeSeconds',
             'consistency': 'SRConsistency', 'config': 'SRConfig',
             'tissue_means': 'SRTissueMeansBeforeAfter',
-            'residual_structure_pct': 'SRResidualStructurePercent'}
+            'residual_structure_pct': 'SRResidualStructurePercent',
+            'regressors': 'SRDetailRegressors'}
     return dict(meta, **{name: info[key] for key, name in keys.items() if key in info})

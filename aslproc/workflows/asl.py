@@ -183,7 +183,8 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
         wf.connect([
             (reg, sr_wf, [('out_xfm', 'inputnode.xfm')]),
             (inputnode, sr_wf, [('t1w', 'inputnode.t1w'), ('t1w_mask', 'inputnode.t1w_mask'),
-                                ('gm', 'inputnode.gm'), ('wm', 'inputnode.wm')]),
+                                ('gm', 'inputnode.gm'), ('wm', 'inputnode.wm'),
+                                ('csf', 'inputnode.csf')]),
             (sr_wf, outputnode, [('outputnode.cbf_sr', 'cbf_sr')]),
         ])
         wf.connect(native[0], native[1], sr_wf, 'inputnode.cbf')

@@ -31,8 +31,9 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         ASL→T1w rigid transform (ITK).
     t1w, t1w_mask
         The T1w image (guide and output grid) and its brain mask.
-    gm, wm
-        GM and WM probabilities on the T1w grid (guide channels and detail regressors).
+    gm, wm, csf
+        GM, WM and CSF probabilities on the T1w grid (guide channels and detail regressors;
+        tissue-border voxels are split into two classes by their T1w intensity).
 
     Outputs
     -------
@@ -62,7 +63,10 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         'CBF was super-resolved onto the T1w grid for each subject from its own data, after '
         'the unsupervised multi-scale GAN of Cui, Gong et al. A detail layer was added to '
         'the linear upsampling of the ASL-grid CBF: the grey- and white-matter anatomy '
-        '(tissue probabilities of the T1w) finer than an ASL voxel, scaled by a fit of CBF '
+        '(tissue probabilities of the T1w, with every voxel at a tissue border split into '
+        'its own and one neighbouring tissue by a two-class mixture of its T1w intensity '
+        'between the local means of the two classes) finer than an ASL voxel, scaled by a '
+        'fit of CBF '
         "against the tissue probabilities in the subject's own data, plus "
         f'{gan}. What the ASL acquisition would see of that layer (its values at the ASL '
         'voxel centres and its means over the point-spread function) was removed first, so '
@@ -70,7 +74,7 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         'back.'
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask', 'gm',
-                                                      'wm']),
+                                                      'wm', 'csf']),
                         name='inputnode')
     outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr', 'info']), name='outputnode')
     sr = pe.Node(SuperResolve(levels=levels, iters=-1 if iters is None else int(iters),
@@ -85,7 +89,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
     meta.inputs.meta = sidecar('cbf_sr', quant)
     wf.connect([
         (inputnode, sr, [('cbf', 'cbf_file'), ('xfm', 'xfm_file'), ('t1w', 't1w_file'),
-                         ('t1w_mask', 'mask_file'), ('gm', 'gm_file'), ('wm', 'wm_file')]),
+                         ('t1w_mask', 'mask_file'), ('gm', 'gm_file'), ('wm', 'wm_file'),
+                         ('csf', 'csf_file')]),
         (sr, meta, [('info', 'info')]),
         (sr, ds, [('out_file', 'in_file')]),
         (meta, ds, [('meta', 'meta')]),
