@@ -42,11 +42,8 @@ def local_means(t1w: np.ndarray, pure: np.ndarray, sigma: float = MEAN_SIGMA) ->
     >>> local_means(t, np.array([1, 1, 1, 0, 0], bool), sigma=100.0).round(2).tolist()
     [10.67, 10.67, 10.67, 10.67, 10.67]
     """
-    w = pure.astype(np.float64)
-    if not w.any():
-        return np.full(t1w.shape, np.nan)
     num = ndi.gaussian_filter(np.where(pure, t1w, 0.0).astype(np.float64), sigma, mode='constant')
-    den = ndi.gaussian_filter(w, sigma, mode='constant')
+    den = ndi.gaussian_filter(pure.astype(np.float64), sigma, mode='constant')
     glob = float(t1w[pure].mean())
     ok = den > 1e-3 * den.max()
     return np.where(ok, num / np.where(ok, den, 1.0), glob)
@@ -86,8 +83,13 @@ def intensity_fractions(
     [1.0, 1.0, 0.25, 0.0, 0.0, 0.0, 0.0]
     """
     mask = np.asarray(mask) > 0
-    t1w = np.asarray(t1w, np.float64)
-    probs = np.stack([np.asarray(a, np.float64) for a in (csf, gm, wm)])  # T1w order
+    out_gm, out_wm = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, np.float32)
+    if not mask.any():
+        return out_gm, out_wm
+    box = ndi.find_objects(mask.astype(np.int8))[0]  # nothing outside the mask takes part
+    mask = mask[box]
+    t1w = np.asarray(t1w, np.float64)[box]
+    probs = np.stack([np.asarray(a, np.float64)[box] for a in (csf, gm, wm)])  # T1w order
     label = np.where(mask, np.argmax(probs, 0), -1)
     near = np.ones((3,) * t1w.ndim, bool)
     touches = [ndi.binary_dilation(label == k, near) for k in range(3)]
@@ -111,5 +113,5 @@ def intensity_fractions(
             out[j][where] = (frac * total)[where]
             out[k][where] = ((1 - frac) * total)[where]
             done |= where
-    return (np.where(mask, out[1], 0).astype(np.float32),
-            np.where(mask, out[2], 0).astype(np.float32))
+    out_gm[box], out_wm[box] = (np.where(mask, out[k], 0) for k in (1, 2))
+    return out_gm, out_wm

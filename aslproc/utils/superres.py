@@ -215,12 +215,11 @@ def super_resolve(
     scale = scale or 1.0
     guide_hr = [_normalise_guide(np.asarray(t1w, np.float32)[box], mask[box])]
     regressors = 'T1w intensity'
-    if gm is not None and wm is not None and csf is not None:
-        gm, wm = pv_fractions.intensity_fractions(t1w, gm, wm, csf, mask)
-        regressors = 'GM/WM fractions (posteriors split at tissue borders by T1w intensity)'
-    elif gm is not None and wm is not None:
-        regressors = 'GM/WM posteriors'
     if gm is not None and wm is not None:
+        regressors = 'GM/WM posteriors'
+        if csf is not None:
+            gm, wm = pv_fractions.intensity_fractions(t1w, gm, wm, csf, mask)
+            regressors = 'GM/WM fractions (posteriors split at tissue borders by T1w intensity)'
         guide_hr += [np.where(mask[box], np.asarray(t, np.float32)[box], 0.0) for t in (gm, wm)]
     # ASL voxels constrained: centres inside the crop
     lr_idx = np.indices(lr.shape).reshape(3, -1).T.astype(float)
