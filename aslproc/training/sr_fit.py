@@ -63,6 +63,7 @@ class FitConfig:
     proj_iters: int = 6             # back-projection steps (see null_detail)
     guided: bool = True             # add the anatomy-guided detail (see guided_detail)
     proportional: bool = True       # scale it by the local data / tissue-model ratio
+    free_intercept: bool = False    # let the tissue fit's constant go negative (up to stop 28)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -277,9 +278,10 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
     b = torch.as_tensor(np.asarray(base, np.float32), device=device)[None, None]
     if config.guided:
         slope, guided = guided_detail(tens[-1], torch.as_tensor(last.mask, device=device),
-                                      target, op, config.proportional)
+                                      target, op, config.proportional,
+                                      config.free_intercept)
         detail = detail + guided
-        record['guide_slope'] = slope
+        record['guide_slope'], record['guide_intercept'] = slope[:-1], slope[-1]
     if config.iters > 0 or config.guided:
         detail = null_detail(detail, op, config.proj_iters)
     x = b + detail
@@ -294,16 +296,25 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
 
 @torch.no_grad()
 def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-                  op: Consistency, proportional: bool = True) -> tuple[list, torch.Tensor]:
+                  op: Consistency, proportional: bool = True,
+                  free_intercept: bool = False) -> tuple[list, torch.Tensor]:
     """Anatomy-guided detail: ``Σ a_k · (g_k - spread(sample_psf(g_k)))`` inside the brain.
 
-    The regressors ``g_k`` are the GM and WM probabilities when the guide carries them
+    The regressors ``g_k`` are the GM and WM maps when the guide carries them
     (channels 1 and 2), else the T1w (channel 0). The ``a_k`` come from a least-squares fit
-    (with a constant) of the measured CBF against the regressors as the ASL acquisition sees
-    them, over the ASL voxels inside the brain, so the detail is the anatomy finer than an
-    ASL voxel, scaled by how CBF follows it in this subject's own data: no fixed GM/WM
-    values are assumed, and a region where the data do not follow the anatomy (a lesion)
-    keeps its low-pass value because the detail averages to zero there. With
+    of the measured CBF against the regressors as the ASL acquisition sees them, over the ASL
+    voxels inside the brain, with a constant. For the tissue fractions the constant is
+    perfusion that does not depend on tissue, which cannot be negative: a negative one
+    (partial volume with the zero outside the brain fitted as a dilution) shrinks the GM/WM
+    coefficients and the tissue model's prediction, so the fit is redone without it
+    (unless ``free_intercept``). A map that does not follow the tissue at all (a constant)
+    is explained by the constant and gets no detail. The T1w's constant is free, its
+    intensity having an arbitrary offset. Returns those coefficients (the constant last,
+    in the units of ``target``) and the detail. So the detail
+    is the anatomy finer than an ASL voxel, scaled by how CBF follows it in this subject's
+    own data: no fixed GM/WM values are assumed, and a region where the data do not follow
+    the anatomy (a lesion) keeps its low-pass value because the detail averages to zero
+    there. With
     ``proportional`` the detail is also scaled, voxel by voxel, by the ratio of the measured
     CBF to the tissue model's prediction (both at the ASL scale, capped at
     :data:`RATIO_MAX`), so that inside a hypoperfused region the GM/WM detail shrinks with
@@ -312,14 +323,19 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     which lie at opposite ends of the T1w intensity scale, so no single slope on the T1w
     fits both borders.
     """
-    regs = guide[:, 1:3] if guide.shape[1] >= 3 else guide[:, :1]
+    tissue = guide.shape[1] >= 3
+    regs = guide[:, 1:3] if tissue else guide[:, :1]
     inside = op.sample(mask.to(regs.dtype)[None, None]) > 0.99
     if int(inside.sum()) < regs.shape[1] + 2:
-        return [0.0] * regs.shape[1], torch.zeros_like(guide[:, :1])
+        return [0.0] * (regs.shape[1] + 1), torch.zeros_like(guide[:, :1])
     chans = [regs[:, k:k + 1] for k in range(regs.shape[1])]
     seen = [op.sample(c, psf=True) for c in chans]
-    a = torch.stack([sv[inside] for sv in seen] + [torch.ones_like(seen[0][inside])], 1)
-    sol = torch.linalg.lstsq(a, target[inside][:, None]).solution[:, 0]
+    cols = [sv[inside] for sv in seen]
+    sol = torch.linalg.lstsq(torch.stack(cols + [torch.ones_like(cols[0])], 1),
+                             target[inside][:, None]).solution[:, 0]
+    if tissue and not free_intercept and sol[-1] < 0:
+        sol = torch.linalg.lstsq(torch.stack(cols, 1), target[inside][:, None]).solution[:, 0]
+        sol = torch.cat([sol, sol.new_zeros(1)])
     coef = sol[:-1]
     detail = sum(c * (g - op.spread(sv)) for c, g, sv in zip(coef, chans, seen, strict=True))
     # local perfusion relative to what the tissue model predicts at the ASL scale
@@ -328,7 +344,7 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     ratio = (gaussian_blur(op.spread(target), smooth)
              / gaussian_blur(op.spread(model_seen), smooth).abs().clamp_min(1e-6))
     ratio = ratio.clamp(0.0, RATIO_MAX) if proportional else torch.ones_like(ratio)
-    return [round(float(c), 6) for c in coef], detail * ratio * mask.to(regs.dtype)
+    return [round(float(c), 6) for c in sol], detail * ratio * mask.to(regs.dtype)
 
 
 #: Upper bound of the local scaling of the guided detail (data / tissue model).

@@ -67,7 +67,9 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         'its own and one neighbouring tissue by a two-class mixture of its T1w intensity '
         'between the local means of the two classes) finer than an ASL voxel, scaled by a '
         'fit of CBF '
-        "against the tissue probabilities in the subject's own data, plus "
+        "against the tissue fractions in the subject's own data (with a constant, the "
+        'perfusion that does not depend on tissue, which was not allowed to be negative), '
+        'plus '
         f'{gan}. What the ASL acquisition would see of that layer (its values at the ASL '
         'voxel centres and its means over the point-spread function) was removed first, so '
         'the result resampled back onto the ASL grid equals the linear upsampling resampled '
