@@ -26,6 +26,7 @@ import subprocess
 import sys
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -49,16 +50,18 @@ def rerun(case: str, out: Path, variant: str, work: Path) -> dict:
         lr.symlink_to(perf / 'sub-01_desc-denoised_cbf.nii.gz')
     t1w = SHARED / case / 'bids' / 'sub-01' / 'anat' / 'sub-01_T1w.nii.gz'
     default_config = superres.default_config
-    if variant == 'intercept':
-        superres.default_config = lambda *a, **k: dataclasses.replace(  # noqa: E731
-            default_config(*a, **k), free_intercept=True)
+
+    def config(*a, **k):
+        cfg = default_config(*a, **k)
+        return dataclasses.replace(cfg, free_intercept=True) if variant == 'intercept' else cfg
+
     probs = {t: anat / f'sub-01_label-{t}_probseg.nii.gz' for t in ('GM', 'WM', 'CSF')}
-    res = superres.superres_file(
-        lr, t1w, perf / 'sub-01_from-asl_to-T1w_mode-image_xfm.mat',
-        anat / 'sub-01_desc-brain_mask.nii.gz', dst / 'sub-01_space-T1w_desc-sr_cbf.nii.gz',
-        device='cpu', num_threads=1, gm_file=probs['GM'], wm_file=probs['WM'],
-        csf_file=None if variant == 'posteriors' else probs['CSF'])
-    superres.default_config = default_config
+    with mock.patch.object(superres, 'default_config', config):  # restored on failure too
+        res = superres.superres_file(
+            lr, t1w, perf / 'sub-01_from-asl_to-T1w_mode-image_xfm.mat',
+            anat / 'sub-01_desc-brain_mask.nii.gz', dst / 'sub-01_space-T1w_desc-sr_cbf.nii.gz',
+            device='cpu', num_threads=1, gm_file=probs['GM'], wm_file=probs['WM'],
+            csf_file=None if variant == 'posteriors' else probs['CSF'])
     cmd = [sys.executable, str(SCORE), 'sr', str(SHARED / case), str(deriv), '--lr-desc',
            'denoised']
     row = json.loads(subprocess.run(cmd, capture_output=True, text=True,

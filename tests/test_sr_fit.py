@@ -159,4 +159,3 @@ def test_proportional_detail_keeps_a_lesion_the_anatomy_does_not_show():
         return abs(c / (truth[roi & inner].mean() / truth[rest & inner].mean()) - 1)
 
     assert contrast_error(True) < contrast_error(False) - 0.03  # 0.46 vs 0.52
-

@@ -310,13 +310,14 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     (unless ``free_intercept``). A map that does not follow the tissue at all (a constant)
     is explained by the constant and gets no detail. The T1w's constant is free, its
     intensity having an arbitrary offset. Returns those coefficients (the constant last,
-    in the units of ``target``) and the detail. So the detail
-    is the anatomy finer than an ASL voxel, scaled by how CBF follows it in this subject's
-    own data: no fixed GM/WM values are assumed, and a region where the data do not follow
-    the anatomy (a lesion) keeps its low-pass value because the detail averages to zero
-    there. With
-    ``proportional`` the detail is also scaled, voxel by voxel, by the ratio of the measured
-    CBF to the tissue model's prediction (both at the ASL scale, capped at
+    in the units of ``target``) and the detail.
+
+    So the detail is the anatomy finer than an ASL voxel, scaled by how CBF follows it in
+    this subject's own data: no fixed GM/WM values are assumed, and a region where the data
+    do not follow the anatomy (a lesion) keeps its low-pass value because the detail
+    averages to zero there. With ``proportional`` the detail is also scaled, voxel by
+    voxel, by the ratio of the measured CBF to the tissue model's prediction (both at the
+    ASL scale, capped at
     :data:`RATIO_MAX`), so that inside a hypoperfused region the GM/WM detail shrinks with
     the perfusion and the region keeps its contrast against normal GM. Tissue
     probabilities are the better regressors: CBF is high in GM and low in both WM and CSF,
