@@ -46,6 +46,17 @@ from aslproc.models.srgan import PatchCritic, SRGenerator
 logger = logging.getLogger(__name__)
 
 
+#: Upper bound of the local scaling of the guided detail (data / tissue model).
+RATIO_MAX = 2.0
+#: Smoothing of that ratio, in multiples of the ASL point-spread function's SD: the noise of
+#: the measured CBF would otherwise be multiplied into the detail.
+RATIO_SMOOTH = 2.0
+#: Default number of :func:`refine_ratio` steps, and the smoothing of each step's correction
+#: in multiples of the PSF's SD (benchmarks/RESULTS.md, stop 31).
+RATIO_STEPS = 6
+RATIO_STEP_SMOOTH = 1.5
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """Hyper-parameters of one per-subject fit (defaults: the CPU budget)."""
@@ -64,6 +75,7 @@ class FitConfig:
     guided: bool = True             # add the anatomy-guided detail (see guided_detail)
     proportional: bool = True       # scale it by the local data / tissue-model ratio
     free_intercept: bool = False    # let the tissue fit's constant go negative (up to stop 28)
+    ratio_steps: int = RATIO_STEPS  # refinements of that ratio through the PSF (see guided_detail)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -279,7 +291,7 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
     if config.guided:
         slope, guided = guided_detail(tens[-1], torch.as_tensor(last.mask, device=device),
                                       target, op, config.proportional,
-                                      config.free_intercept)
+                                      config.free_intercept, config.ratio_steps)
         detail = detail + guided
         record['guide_slope'], record['guide_intercept'] = slope[:-1], slope[-1]
     if config.iters > 0 or config.guided:
@@ -297,7 +309,8 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
 @torch.no_grad()
 def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
                   op: Consistency, proportional: bool = True,
-                  free_intercept: bool = False) -> tuple[list, torch.Tensor]:
+                  free_intercept: bool = False,
+                  ratio_steps: int = 0) -> tuple[list, torch.Tensor]:
     """Anatomy-guided detail: ``Σ a_k · (g_k - spread(sample_psf(g_k)))`` inside the brain.
 
     The regressors ``g_k`` are the GM and WM maps when the guide carries them
@@ -319,7 +332,9 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     voxel, by the ratio of the measured CBF to the tissue model's prediction (both at the
     ASL scale, capped at
     :data:`RATIO_MAX`), so that inside a hypoperfused region the GM/WM detail shrinks with
-    the perfusion and the region keeps its contrast against normal GM. Tissue
+    the perfusion and the region keeps its contrast against normal GM; ``ratio_steps``
+    sharpen that ratio through the PSF (:func:`refine_ratio`), so that a focal lesion is
+    scaled by its own ratio rather than by one spread into the normal GM around it. Tissue
     probabilities are the better regressors: CBF is high in GM and low in both WM and CSF,
     which lie at opposite ends of the T1w intensity scale, so no single slope on the T1w
     fits both borders.
@@ -344,15 +359,35 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
     smooth = [RATIO_SMOOTH * v for v in op.sigma]
     ratio = (gaussian_blur(op.spread(target), smooth)
              / gaussian_blur(op.spread(model_seen), smooth).abs().clamp_min(1e-6))
-    ratio = ratio.clamp(0.0, RATIO_MAX) if proportional else torch.ones_like(ratio)
+    if not proportional:
+        return [round(float(c), 6) for c in sol], detail * mask.to(regs.dtype)
+    ratio = ratio.clamp(0.0, RATIO_MAX)
+    if ratio_steps:
+        model = (sum(c * g for c, g in zip(coef, chans, strict=True)) + sol[-1]) * mask
+        ratio = refine_ratio(ratio, model, model_seen, target, op, ratio_steps)
     return [round(float(c), 6) for c in sol], detail * ratio * mask.to(regs.dtype)
 
 
-#: Upper bound of the local scaling of the guided detail (data / tissue model).
-RATIO_MAX = 2.0
-#: Smoothing of that ratio, in multiples of the ASL point-spread function's SD: the noise of
-#: the measured CBF would otherwise be multiplied into the detail.
-RATIO_SMOOTH = 2.0
+@torch.no_grad()
+def refine_ratio(ratio: torch.Tensor, model: torch.Tensor, model_seen: torch.Tensor,
+                 target: torch.Tensor, op: Consistency, steps: int) -> torch.Tensor:
+    """Sharpen the data / tissue-model ratio so that ``ratio · model`` reproduces the data.
+
+    The ratio measured at the ASL scale is the true one blurred by the point-spread function
+    and by :data:`RATIO_SMOOTH`: a focal departure from the tissue model (a lesion) comes out
+    wider and shallower, so the detail is under-scaled inside a hyperperfused lesion and
+    over-scaled in the normal grey matter around it, which lowers the lesion's contrast.
+    Each Landweber step adds the smoothed misfit of ``sample_psf(ratio · model)`` to the data,
+    relative to the tissue model at the same scale; the steps are few and smoothed
+    (:data:`RATIO_STEP_SMOOTH`), because each also lets more of the input's noise into the
+    ratio. ``model`` is the tissue model on the fine grid (zero outside the brain).
+    """
+    smooth = [RATIO_STEP_SMOOTH * v for v in op.sigma]
+    norm = gaussian_blur(op.spread(model_seen), smooth).abs().clamp_min(1e-6)
+    for _ in range(steps):
+        misfit = target - op.sample(ratio * model, psf=True)
+        ratio = (ratio + gaussian_blur(op.spread(misfit), smooth) / norm).clamp(0.0, RATIO_MAX)
+    return ratio
 
 
 @torch.no_grad()
