@@ -310,7 +310,7 @@ def fit_pyramid(levels: Sequence[LevelData], lr_values: np.ndarray, lr_index: np
 def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
                   op: Consistency, proportional: bool = True,
                   free_intercept: bool = False,
-                  ratio_steps: int = 0) -> tuple[list, torch.Tensor]:
+                  ratio_steps: int = RATIO_STEPS) -> tuple[list, torch.Tensor]:
     """Anatomy-guided detail: ``Σ a_k · (g_k - spread(sample_psf(g_k)))`` inside the brain.
 
     The regressors ``g_k`` are the GM and WM maps when the guide carries them
