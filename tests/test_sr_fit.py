@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from aslproc.training import sr_fit
+from aslproc.training import sr_detail, sr_fit
 from aslproc.utils import superres
 
 TINY = sr_fit.FitConfig(iters=12, patch=8, batch=2, features=(4, 8), critic_features=(4, 8),
@@ -175,18 +175,18 @@ def test_refined_ratio_keeps_a_hyperperfused_lesion():
     """A hyperperfused block (×1.8) that the anatomy does not show: the ratio measured at the
     ASL scale is blurred, so the GM detail inside the lesion is under-scaled and the lesion
     comes out too low (−28 to −32 % in its GM here). The default refinement of the ratio
-    through the PSF (:func:`sr_fit.refine_ratio`) brings the lesion's GM nearer the truth
+    through the PSF (:func:`sr_detail.refine_ratio`) brings the lesion's GM nearer the truth
     on every draw (RMSE 33.2 vs 34.4, 30.7 vs 31.5, 33.8 vs 36.2)."""
-    assert sr_fit.RATIO_STEPS > 0
+    assert sr_detail.RATIO_STEPS > 0
     for seed in (6, 7, 8):
         lr, lr_aff, t1w, hr_aff, gm, wm, lesion, truth = block_lesion_case(
             seed, (32, 32, 16), 2.0, np.s_[13:19, 13:19, 6:10], 1.8)
         roi = lesion & (gm > 0)
         err = {}
-        for steps in (0, sr_fit.RATIO_STEPS):
+        for steps in (0, sr_detail.RATIO_STEPS):
             cfg = sr_fit.FitConfig(**{**TINY.__dict__, 'iters': 0, 'ratio_steps': steps})
             out, _ = superres.super_resolve(lr, lr_aff, t1w, hr_aff, config=cfg, gm=gm, wm=wm)
             err[steps] = (np.sqrt(np.mean((out - truth)[roi] ** 2)),
                           abs(out[roi].mean() / truth[roi].mean() - 1))
-        refined, plain = err[sr_fit.RATIO_STEPS], err[0]
+        refined, plain = err[sr_detail.RATIO_STEPS], err[0]
         assert refined[0] < 0.98 * plain[0] and refined[1] < plain[1], (seed, err)

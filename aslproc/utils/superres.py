@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from aslproc.training import sr_fit
+from aslproc.training import sr_detail, sr_fit
 from aslproc.utils import pv_fractions
 from aslproc.utils.quantify import load, save_like
 
@@ -149,7 +149,7 @@ def _to_level(arr: np.ndarray, spacing_ratio, shape) -> np.ndarray:
     """Anti-aliased (Gaussian) resampling of a crop onto a coarser level grid."""
     t = torch.as_tensor(np.asarray(arr, np.float32))[None, None]
     sigma = np.sqrt(np.maximum(np.asarray(spacing_ratio) ** 2 - 1, 0)) * FWHM_TO_SD
-    return sr_fit._resize(sr_fit.gaussian_blur(t, sigma), shape)[0, 0].numpy()
+    return sr_fit._resize(sr_detail.gaussian_blur(t, sigma), shape)[0, 0].numpy()
 
 
 def super_resolve(
@@ -187,7 +187,7 @@ def super_resolve(
         Fit budget (default :func:`default_config` for ``device``).
     gm, wm : ndarray (X, Y, Z), optional
         GM and WM probabilities on the T1w grid: extra guide channels, and the regressors of
-        the anatomy-guided detail (:func:`aslproc.training.sr_fit.guided_detail`).
+        the anatomy-guided detail (:func:`aslproc.training.sr_detail.guided_detail`).
     csf : ndarray (X, Y, Z), optional
         CSF probability: with it, voxels at the tissue borders are split into two classes
         by their T1w intensity (:func:`aslproc.utils.pv_fractions.intensity_fractions`)
