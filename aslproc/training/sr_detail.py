@@ -159,18 +159,19 @@ def guided_detail(guide: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
         sol = torch.cat([sol, sol.new_zeros(1)])
     coef = sol[:-1]
     detail = sum(c * (g - op.spread(sv)) for c, g, sv in zip(coef, chans, seen, strict=True))
+    coefs, inside_brain = [round(float(c), 6) for c in sol], mask.to(regs.dtype)
+    if not proportional:
+        return coefs, detail * inside_brain
     # local perfusion relative to what the tissue model predicts at the ASL scale
     model_seen = sum(c * sv for c, sv in zip(coef, seen, strict=True)) + sol[-1]
     smooth = [RATIO_SMOOTH * v for v in op.sigma]
     ratio = (gaussian_blur(op.spread(target), smooth)
              / gaussian_blur(op.spread(model_seen), smooth).abs().clamp_min(1e-6))
-    if not proportional:
-        return [round(float(c), 6) for c in sol], detail * mask.to(regs.dtype)
     ratio = ratio.clamp(0.0, RATIO_MAX)
     if ratio_steps:
-        model = (sum(c * g for c, g in zip(coef, chans, strict=True)) + sol[-1]) * mask
+        model = (sum(c * g for c, g in zip(coef, chans, strict=True)) + sol[-1]) * inside_brain
         ratio = refine_ratio(ratio, model, model_seen, target, op, ratio_steps)
-    return [round(float(c), 6) for c in sol], detail * ratio * mask.to(regs.dtype)
+    return coefs, detail * ratio * inside_brain
 
 
 @torch.no_grad()
