@@ -80,6 +80,15 @@ def test_guided_detail_follows_the_data():
     assert abs(flat['guide_slope'][0]) < 1e-4
 
 
+def acquire_4mm(truth):
+    """The 4 mm ASL acquisition of a 2 mm map (Gaussian PSF, then sampling), and the two
+    grids' affines (ASL voxel centres between T1w voxel pairs)."""
+    hr_aff, lr_aff = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([4.0, 4.0, 4.0, 1.0])
+    lr_aff[:3, 3] = 1.0
+    lr = ndimage.zoom(ndimage.gaussian_filter(truth, 0.8), 0.5, order=1).astype(np.float32)
+    return lr, lr_aff, hr_aff
+
+
 def brain_tissue_case(seed):
     """Two tissues (CBF 60 and 20) inside a brain that is zero beyond it, as real maps are,
     on a 2 mm grid; its 4 mm ASL acquisition (Gaussian PSF, then sampling)."""
@@ -91,9 +100,7 @@ def brain_tissue_case(seed):
     wm = (1.0 - gm) * brain
     truth = 60 * gm + 20 * wm
     t1w = ((100 - 40 * gm + rng.normal(0, 1, gm.shape)) * brain).astype(np.float32)
-    hr_aff, lr_aff = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([4.0, 4.0, 4.0, 1.0])
-    lr_aff[:3, 3] = 1.0
-    lr = ndimage.zoom(ndimage.gaussian_filter(truth, 0.8), 0.5, order=1).astype(np.float32)
+    lr, lr_aff, hr_aff = acquire_4mm(truth)
     return lr, lr_aff, t1w, hr_aff, brain, gm, wm, truth
 
 
@@ -146,9 +153,7 @@ def block_lesion_case(seed, shape, sigma, block, factor):
     lesion[block] = True
     truth = (60 * gm + 20 * wm) * np.where(lesion, factor, 1.0)
     t1w = (100 - 40 * gm).astype(np.float32)
-    hr_aff, lr_aff = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([4.0, 4.0, 4.0, 1.0])
-    lr_aff[:3, 3] = 1.0
-    lr = ndimage.zoom(ndimage.gaussian_filter(truth, 0.8), 0.5, order=1).astype(np.float32)
+    lr, lr_aff, hr_aff = acquire_4mm(truth)
     return lr, lr_aff, t1w, hr_aff, gm, wm, lesion, truth
 
 
