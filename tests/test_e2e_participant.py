@@ -118,6 +118,11 @@ def test_learned_stages_are_recorded(run):
     assert sr['SRDevice'] == 'cpu' and 'SRIterationsPerLevel' in sr
     t1w = nib.load(str(run['bids'] / 'sub-01/anat/sub-01_T1w.nii.gz'))
     assert nib.load(str(perf / 'sub-01_space-T1w_desc-sr_cbf.nii.gz')).shape == t1w.shape
+    qc = (perf / 'sub-01_desc-qc_cbf.tsv').read_text().splitlines()
+    row = dict(zip(qc[0].split('\t'), qc[1].split('\t'), strict=True))
+    # one QC number per learned stage; the SR keeps its data, so its number is not flagged
+    assert float(row['denoise_residual_structure_pct']) >= 0
+    assert 0 <= float(row['sr_data_departure_sd']) < 3
 
 
 def test_output_is_a_valid_derivative_dataset(run):

@@ -142,3 +142,16 @@ def test_group_without_template_outputs(tmp_path):
     assert (out / 'group_desc-global_cbf.tsv').is_file() and (out / 'group_report.html').is_file()
     assert not list(out.glob('group_space-*'))
     assert 'No group map was written' in (out / 'group_report.html').read_text()
+
+
+def test_learned_stage_numbers_are_shown_but_never_exclude():
+    """A flagged learned-stage number (the report shows it) does not drop the run from the
+    group maps, which are made from the native-grid maps; a flagged motion number does."""
+    from aslproc.reports.context import QC_ROWS, flag
+    from aslproc.utils.group import qc_flags
+
+    ranges = {key: rng for key, _, _, rng in QC_ROWS}
+    row = {'denoise_residual_structure_pct': 2.5, 'sr_data_departure_sd': 7.0}
+    assert all(flag(v, *ranges[k]) for k, v in row.items())  # flagged in the report
+    assert qc_flags(row) == []
+    assert qc_flags({**row, 'mean_fd': 0.9}) == ['mean_fd']

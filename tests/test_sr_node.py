@@ -55,6 +55,11 @@ def test_superresolve_node(tmp_path, tiny_files):
     for f in (res.outputs.out_linear, res.outputs.out_cubic):
         np.testing.assert_allclose(np.asarray(nib.load(f).dataobj)[2:14, 2:14, 2:10], 50.0,
                                    atol=1e-3)
+    # nothing changed in the values the data fix (QC: sr_data_departure_sd)
+    departure = nib.load(res.outputs.out_departure)
+    assert departure.shape == (8, 8, 6) and np.allclose(departure.affine,
+                                                        nib.load(tiny_files['cbf_file']).affine)
+    assert np.abs(np.asarray(departure.dataobj)[2:-2, 2:-2, 2:-2]).max() < 1e-2
     info = res.outputs.info
     assert info['iterations'] == 2 and info['seed'] == 3 and info['device'] == 'cpu'
     assert info['schedule'] == [[4.0, 4.0, 4.0], [2.0, 2.0, 2.0]]

@@ -179,7 +179,9 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     denoised_file = File(exists=True, desc='denoised CBF (adds the residual-structure metric)')
     unreliable_file = File(exists=True, desc='voxels whose CBF motion left to be filled '
                            '(adds motion_filled_pct)')
-    sr_info = traits.Dict(desc='what the super-resolution did (adds its residual structure)')
+    sr_departure_file = File(exists=True, desc='what the super-resolution changed in the '
+                             'values its data fix, ASL grid (adds sr_data_departure_sd; '
+                             'needs denoised_file, the SR input)')
     att_file = File(exists=True, desc='arrival-time map (adds the mean GM/WM arrival times)')
 
 
@@ -200,7 +202,8 @@ class ComputeQC(SimpleInterface):
             _out(runtime, 'qc.tsv'), extra=i.extra or None,
             denoised_file=i.denoised_file if isdefined(i.denoised_file) else None,
             unreliable_file=i.unreliable_file if isdefined(i.unreliable_file) else None,
-            sr_info=i.sr_info if isdefined(i.sr_info) else None,
+            sr_departure_file=(i.sr_departure_file if isdefined(i.sr_departure_file)
+                               else None),
             att_file=i.att_file if isdefined(i.att_file) else None)
         return runtime
 

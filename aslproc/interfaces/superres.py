@@ -46,6 +46,9 @@ class _SuperResolveOutputSpec(TraitedSpec):
     out_linear = File(desc='linear resampling of the CBF to the T1w grid (baseline)')
     out_cubic = File(desc='cubic-spline resampling of the CBF to the T1w grid (baseline)')
     info = traits.Dict(desc='schedule, iterations, seed, device, time and consistency')
+    out_departure = File(exists=True, desc='what the SR changed in the values its data fix '
+                         '(output minus linear upsampling, both resampled back onto the ASL '
+                         'grid; QC)')
 
 
 class SuperResolve(SimpleInterface):
@@ -63,7 +66,8 @@ class SuperResolve(SimpleInterface):
             num_threads=i.num_threads, baseline=i.baseline,
             gm_file=i.gm_file or None, wm_file=i.wm_file or None,
             csf_file=i.csf_file or None)
-        self._results.update(out_file=res['out_file'], info=res['info'])
+        self._results.update(out_file=res['out_file'], info=res['info'],
+                             out_departure=res['departure_file'])
         if i.baseline:
             self._results.update(out_linear=res['linear_file'], out_cubic=res['cubic_file'])
         return runtime

@@ -93,6 +93,47 @@ def structured_residual_pct(residual: np.ndarray, mask: np.ndarray, sigma_vox: f
     return round(float(100.0 * (np.abs(vals - np.median(vals)) > z * spread).mean()), 3)
 
 
+#: Scale (mm FWHM) at which the super-resolution's departure from its data is measured: that
+#: of a focal lesion, as for the denoiser's lesion guard.
+DEPARTURE_FWHM_MM = 10.0
+
+
+def data_departure_sd(departure: np.ndarray, plain: np.ndarray, source: np.ndarray,
+                      mask: np.ndarray, zooms, fwhm_mm: float = DEPARTURE_FWHM_MM) -> float:
+    """Largest departure of a super-resolved map from its data at lesion scale, in noise SDs.
+
+    ``departure`` is the SR output resampled back onto the ASL grid minus the linear
+    upsampling of its input resampled back in the same way (so the interpolation of the
+    round trip cancels, and what is left is what the SR changed in the values the data
+    fix). Both it and the noise are smoothed inside ``mask`` over a lesion (Gaussian of
+    ``fwhm_mm``); the noise SD at that scale is the robust SD of the smoothed plain-average
+    minus SR-input (denoised) CBF. The SR may add detail inside ASL voxels, never change
+    them: near 0 when it keeps that constraint; a lesion it erased, or tissue contrast it
+    painted over the data, gives several SDs. It is blind, by design, to what lies between
+    the centres of thick slices (see benchmarks/RESULTS.md, stop 32). NaN without noise.
+
+    >>> rng = np.random.default_rng(0)
+    >>> mask = np.ones((24, 24, 24)); zooms = (3.0, 3.0, 3.0)
+    >>> source = np.full(mask.shape, 50.0); plain = source + rng.normal(0, 10, mask.shape)
+    >>> data_departure_sd(np.zeros(mask.shape), plain, source, mask, zooms)
+    0.0
+    >>> erased = np.zeros(mask.shape); erased[9:14, 9:14, 9:14] = 25.0  # a 15 mm lesion
+    >>> data_departure_sd(erased, plain, source, mask, zooms) > 3
+    True
+    """
+    from aslproc.utils.cbf import smooth_in_mask
+
+    inside = mask > 0
+    if inside.sum() < 10:
+        return float('nan')
+    noise = smooth_in_mask(np.asarray(plain, np.float64) - source, mask, fwhm_mm, zooms)[inside]
+    sd = 1.4826 * float(np.median(np.abs(noise - np.median(noise))))
+    if not sd > 0:
+        return float('nan')
+    smooth = smooth_in_mask(np.asarray(departure, np.float64), mask, fwhm_mm, zooms)[inside]
+    return round(float(np.abs(smooth).max() / sd), 2)
+
+
 def att_metrics(att: np.ndarray, gm: np.ndarray, wm: np.ndarray, asl_mask: np.ndarray
                 ) -> dict:
     """Mean arrival time (s) in grey and white matter (same voxels as the tissue CBF).

@@ -237,12 +237,14 @@ def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str
 
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
             extra: dict | None = None, denoised_file=None, unreliable_file=None,
-            sr_info: dict | None = None, att_file=None) -> str:
+            sr_departure_file=None, att_file=None) -> str:
     """Write the one-row QC table of a run (TSV with a header); with ``denoised_file``, the
     structure of what the denoiser removed (``denoise_residual_structure_pct``); with
     ``unreliable_file``, the percentage of the brain mask whose CBF was filled because motion
-    left no usable ΔM there (``motion_filled_pct``); with ``sr_info`` (the super-resolution's
-    info), the structure in what it changed (``sr_residual_structure_pct``); with
+    left no usable ΔM there (``motion_filled_pct``); with ``sr_departure_file`` (what the
+    super-resolution of ``denoised_file`` changed in the values its data fix) and
+    ``denoised_file``, its largest lesion-scale departure in noise SDs
+    (``sr_data_departure_sd``, :func:`aslproc.utils.qc.data_departure_sd`); with
     ``att_file`` (multi-delay), the mean GM and WM arrival times."""
     cbf, _ = load(cbf_file)
     gm, _ = load(gm_file)
@@ -260,8 +262,10 @@ def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out
         unreliable, _ = load(unreliable_file)
         row['motion_filled_pct'] = round(
             float(100.0 * np.mean(unreliable[mask > 0] > 0)) if np.any(mask > 0) else 0.0, 2)
-    if sr_info and 'residual_structure_pct' in sr_info:
-        row['sr_residual_structure_pct'] = sr_info['residual_structure_pct']
+    if sr_departure_file and denoised_file:
+        departure, img = load(sr_departure_file)
+        row['sr_data_departure_sd'] = qcu.data_departure_sd(
+            departure, cbf, denoised, mask, img.header.get_zooms()[:3])
     if att_file:
         att, _ = load(att_file)
         row.update(qcu.att_metrics(att, gm, wm, mask))

@@ -221,12 +221,12 @@ def super_resolve(
             gm, wm = pv_fractions.intensity_fractions(t1w, gm, wm, csf, mask)
             regressors = 'GM/WM fractions (posteriors split at tissue borders by T1w intensity)'
         guide_hr += [np.where(mask[box], np.asarray(t, np.float32)[box], 0.0) for t in (gm, wm)]
-    # ASL voxels constrained: centres inside the crop
+    # ASL voxels constrained: every centre inside the crop (up to its last voxel, where the
+    # brain reaches the edge of the T1w field: the data fix the values there too)
     lr_idx = np.indices(lr.shape).reshape(3, -1).T.astype(float)
     to_hr = np.linalg.inv(vox_map)
     pts_hr = lr_idx @ to_hr[:3, :3].T + to_hr[:3, 3] - offset
-    edge = 1.0
-    keep = np.all((pts_hr >= edge) & (pts_hr <= np.asarray(shape_hr) - 1 - edge), axis=1)
+    keep = np.all((pts_hr >= 0) & (pts_hr <= np.asarray(shape_hr) - 1), axis=1)
     lr_index = np.flatnonzero(keep)
     pts_hr, values = pts_hr[keep], lr.reshape(-1)[keep] / scale
     level_data, prev = [], None
@@ -342,11 +342,11 @@ def superres_file(
         device=dev, gm=gm, wm=wm, csf=csf,
     )
     vox_map = t1w_to_asl_voxels(lr_img.affine, t1_img.affine, ras)
-    info['residual_structure_pct'] = residual_structure(
-        resample(lr, vox_map, t1w.shape, 1) - out, mask if mask is not None else out != 0,
-        lr_img.header.get_zooms()[:3], t1_img.header.get_zooms()[:3])
+    departure_file = save_like(data_departure(out, lr, vox_map), lr_img,
+                               Path(out_file).with_name('sr_departure.nii.gz'))
     result = dict(
-        out_file=save_like(out, t1_img, out_file), linear_file=None, cubic_file=None, info=info
+        out_file=save_like(out, t1_img, out_file), linear_file=None, cubic_file=None, info=info,
+        departure_file=departure_file,
     )
     if baseline:
         stem = Path(out_file).name.split('.')[0]
@@ -356,19 +356,29 @@ def superres_file(
     return result
 
 
-def residual_structure(residual: np.ndarray, mask: np.ndarray, lr_zooms, hr_zooms) -> float:
-    """QC of what the SR changed: :func:`aslproc.utils.qc.structured_residual_pct` of (linear
-    upsampling of the input − output), smoothed over half an ASL voxel in-plane.
+def data_departure(out: np.ndarray, lr: np.ndarray, vox_map: np.ndarray) -> np.ndarray:
+    """What the SR changed in the values its data fix: the output resampled back onto the ASL
+    grid (trilinear, at the ASL voxel centres) minus the linear upsampling of ``lr``
+    resampled back in the same way, on the ASL grid (0 outside ``lr``'s support).
 
-    The detail the SR adds lies inside ASL voxels and averages out at that scale (the output
-    brought back to the ASL grid reproduces the input), so the number stays near the
-    0.01 % of white noise; perfusion taken from or added to whole ASL voxels, a lesion
-    flattened by a fit that broke that constraint, shows as a blob and raises it.
+    Resampled independently of the fit (scipy, whole grid), so that it checks the fit's
+    constraint rather than repeating it; :func:`aslproc.utils.qc.data_departure_sd` turns
+    it into the QC number.
+
+    >>> lr = np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3) + 10
+    >>> half = np.diag([0.5, 0.5, 0.5, 1.0])  # a 2x finer grid over the same field
+    >>> out = resample(lr, half, (8, 8, 6))
+    >>> out[1::2] += 5.0  # detail between the ASL voxel centres: the data do not see it
+    >>> float(np.abs(data_departure(out, lr, half)).max())
+    0.0
+    >>> out[2:4, 2:4, 2:4] -= 5.0  # a change at an ASL voxel centre: they do
+    >>> float(data_departure(out, lr, half)[1, 1, 1])
+    -5.0
     """
-    from aslproc.utils.qc import structured_residual_pct
-
-    sigma = 0.5 * float(np.mean(lr_zooms[:2])) / float(np.mean(hr_zooms[:2]))
-    return structured_residual_pct(residual, mask, sigma_vox=sigma)
+    back = np.linalg.inv(vox_map)
+    linear = resample(lr, vox_map, out.shape, 1)
+    changed = resample(out, back, lr.shape, 1) - resample(linear, back, lr.shape, 1)
+    return np.where(lr != 0, changed, 0.0).astype(np.float32)
 
 
 def sr_sidecar(meta: dict, info: dict) -> dict:
@@ -382,6 +392,5 @@ def sr_sidecar(meta: dict, info: dict) -> dict:
             'seed': 'SRSeed', 'device': 'SRDevice', 'time_s': 'SRTimeSeconds',
             'consistency': 'SRConsistency', 'config': 'SRConfig',
             'tissue_means': 'SRTissueMeansBeforeAfter',
-            'residual_structure_pct': 'SRResidualStructurePercent',
             'regressors': 'SRDetailRegressors'}
     return dict(meta, **{name: info[key] for key, name in keys.items() if key in info})

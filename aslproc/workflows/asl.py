@@ -189,4 +189,4 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
         ])
         wf.connect(native[0], native[1], sr_wf, 'inputnode.cbf')
         if native[0] is not cbf_wf:  # SR of the plain map: its QC number would close a loop
-            wf.connect(sr_wf, 'outputnode.info', cbf_wf, 'inputnode.sr_info')
+            wf.connect(sr_wf, 'outputnode.departure', cbf_wf, 'inputnode.sr_departure')

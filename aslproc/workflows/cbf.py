@@ -55,9 +55,9 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     volume_types
         The motion step's aslcontext, in which excluded pairs are marked (the run's own
         aslcontext until connected).
-    sr_info
-        What the super-resolution did (connected when ``settings.sr``): the QC row takes its
-        residual-structure number.
+    sr_departure
+        What the super-resolution of the denoised map changed in the values its data fix
+        (ASL grid; connected when both stages run): the QC row turns it into noise SDs.
 
     Outputs
     -------
@@ -72,7 +72,7 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     wf = LiterateWorkflow(name=name)
     wf.__desc__ = _description(spec, settings)
     fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
-              'cbf_denoised', 'instability', 'volume_types', 'sr_info']
+              'cbf_denoised', 'instability', 'volume_types', 'sr_departure']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     inputnode.inputs.volume_types = list(spec.volume_types)
     outputnode = pe.Node(niu.IdentityInterface(
@@ -125,7 +125,7 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
     if settings.denoise and not spec.multi_delay:
         wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
     if settings.sr:
-        wf.connect(inputnode, 'sr_info', qc, 'sr_info')
+        wf.connect(inputnode, 'sr_departure', qc, 'sr_departure_file')
     if settings.pvc:
         pvc = _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
                        inputnode=inputnode, cbf=cbf)

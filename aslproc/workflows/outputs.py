@@ -116,10 +116,13 @@ TSV_COLUMNS = {
             'from its median: about 0.01 for pure noise; higher when the denoiser removed '
             'structure (a lesion, an edge, an artefact): look at the residual in the report',
             'Units': '%'},
-        'sr_residual_structure_pct': {
-            'Description': 'the same for what the super-resolution changed (linear upsampling '
-            'of its input minus its output, smoothed over half an ASL voxel, T1w grid)',
-            'Units': '%'},
+        'sr_data_departure_sd': {
+            'Description': 'largest departure of the super-resolved CBF from its data: the '
+            'output resampled back onto the ASL grid minus the linear upsampling of its input '
+            '(the denoised map) resampled back, smoothed over a lesion (10 mm FWHM), in noise '
+            'SDs of the plain average at that scale: near 0 when the SR only adds detail '
+            'inside ASL voxels; above 3 when it changed what the data show (a lesion erased, '
+            'tissue contrast painted): look at the residual in the report'},
         'motion_filled_pct': {
             'Description': 'percentage of the brain mask whose CBF was interpolated because '
             'motion left no usable ΔM there (desc-motionfilled_mask)', 'Units': '%'},

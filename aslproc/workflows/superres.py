@@ -39,6 +39,10 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
     -------
     cbf_sr
         Super-resolved CBF on the T1w grid.
+    info
+        What the fit did (the sidecar's SR entries).
+    departure
+        What the SR changed in the values its data fix, on the ASL grid (for the QC row).
     """
     iters = getattr(settings, 'sr_iters', None)
     levels = int(getattr(settings, 'sr_levels', 0) or 0)
@@ -71,14 +75,15 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         'perfusion that does not depend on tissue, which was not allowed to be negative), '
         'plus '
         f'{gan}. What the ASL acquisition would see of that layer (its values at the ASL '
-        'voxel centres and its means over the point-spread function) was removed first, so '
-        'the result resampled back onto the ASL grid equals the linear upsampling resampled '
-        'back.'
+        'voxel centres and, as far as both can be met, its means over the point-spread '
+        'function) was removed first, so the result resampled back onto the ASL grid equals '
+        'the linear upsampling resampled back.'
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=['cbf', 'xfm', 't1w', 't1w_mask', 'gm',
                                                       'wm', 'csf']),
                         name='inputnode')
-    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr', 'info']), name='outputnode')
+    outputnode = pe.Node(niu.IdentityInterface(fields=['cbf_sr', 'info', 'departure']),
+                         name='outputnode')
     sr = pe.Node(SuperResolve(levels=levels, iters=-1 if iters is None else int(iters),
                               baseline=baseline,
                               device=device, num_threads=nthreads),
@@ -96,7 +101,8 @@ def init_sr_wf(*, spec, settings, sources=(), name: str = 'sr_wf') -> LiterateWo
         (sr, meta, [('info', 'info')]),
         (sr, ds, [('out_file', 'in_file')]),
         (meta, ds, [('meta', 'meta')]),
-        (sr, outputnode, [('out_file', 'cbf_sr'), ('info', 'info')]),
+        (sr, outputnode, [('out_file', 'cbf_sr'), ('info', 'info'),
+                          ('out_departure', 'departure')]),
     ])
     if baseline:
         for key, port in (('cbf_srlinear', 'out_linear'), ('cbf_srcubic', 'out_cubic')):
