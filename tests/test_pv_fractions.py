@@ -9,6 +9,7 @@ from scipy import ndimage
 from aslproc.training import sr_fit
 from aslproc.utils import superres
 from aslproc.utils.pv_fractions import intensity_fractions
+from tests.test_sr_fit import acquire_4mm
 
 CSF_I, GM_I, WM_I = 20.0, 60.0, 100.0
 
@@ -84,9 +85,7 @@ def test_sr_with_csf_recovers_partial_volume_cortex():
     t1w = (CSF_I * f_csf + GM_I * f_gm + WM_I * wm).astype(np.float32)
     gm_hard = ((f_gm >= f_csf) & (wm == 0)) * 1.0
     csf_hard = 1.0 - gm_hard - wm
-    hr_aff, lr_aff = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([4.0, 4.0, 4.0, 1.0])
-    lr_aff[:3, 3] = 1.0
-    lr = ndimage.zoom(ndimage.gaussian_filter(truth, 0.8), 0.5, order=1).astype(np.float32)
+    lr, lr_aff, hr_aff = acquire_4mm(truth)
     config = sr_fit.FitConfig(iters=0)
     inner = (slice(3, -3),) * 3
 

@@ -20,11 +20,8 @@ def tiny_case(seed=0):
     tissue = (tissue > np.median(tissue)).astype(np.float32)
     t1w = 100 - 40 * tissue + rng.normal(0, 1, tissue.shape)
     cbf_hr = 20 + 40 * ndimage.gaussian_filter(tissue, 0.7)
-    lr = ndimage.zoom(ndimage.gaussian_filter(cbf_hr, 0.8), 0.5, order=1)
-    hr_aff = np.diag([2.0, 2.0, 2.0, 1.0])
-    lr_aff = np.diag([4.0, 4.0, 4.0, 1.0])
-    lr_aff[:3, 3] = 1.0  # ASL voxel centres between T1w voxel pairs
-    return lr.astype(np.float32), lr_aff, t1w.astype(np.float32), hr_aff
+    lr, lr_aff, hr_aff = acquire_4mm(cbf_hr)
+    return lr, lr_aff, t1w.astype(np.float32), hr_aff
 
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
