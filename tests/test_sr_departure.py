@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _departure_sd(out, lr, vox, plain):
-    return data_departure_sd(superres.data_departure(out, lr, vox), plain, lr, lr != 0,
+    linear = superres.resample(lr, vox, out.shape)
+    return data_departure_sd(superres.data_departure(out, linear, lr, vox), plain, lr, lr != 0,
                              (4.0, 4.0, 4.0))
 
 

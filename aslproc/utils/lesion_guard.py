@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from aslproc.utils import cbf as cbfu
+from aslproc.utils.pvreg import robust_sd
 
 #: Lesion scale (mm FWHM) and threshold (noise SDs at that scale) of the default guard,
 #: chosen on the lesion benchmark (benchmarks/RESULTS.md, issue #12).
@@ -43,6 +44,17 @@ def half_difference_cbf(pairs: np.ndarray, m0: np.ndarray, mask: np.ndarray, par
     first = cbfu.cbf_map(pairs[..., :half].mean(-1), m0, params, mask)
     second = cbfu.cbf_map(pairs[..., half:2 * half].mean(-1), m0, params, mask)
     return (first - second) / 2.0
+
+
+def noise_sd_at_scale(noise: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) -> float:
+    """Robust SD of a noise-only map smoothed inside ``mask`` over ``fwhm_mm`` (Gaussian):
+    the noise of a lesion-sized mean, which the guard and the SR's QC number compare with.
+
+    >>> noise = np.random.default_rng(0).normal(0, 10.0, (24, 24, 24))
+    >>> 0.5 < noise_sd_at_scale(noise, np.ones(noise.shape), 10.0, (2.0, 2.0, 2.0)) < 1.5
+    True
+    """
+    return robust_sd(cbfu.smooth_in_mask(noise, mask, fwhm_mm, zooms)[mask > 0])
 
 
 def lesion_guard(denoised: np.ndarray, plain: np.ndarray, noise: np.ndarray,
@@ -75,9 +87,7 @@ def lesion_guard(denoised: np.ndarray, plain: np.ndarray, noise: np.ndarray,
         return denoised, {'threshold': 0.0, 'changed_pct': 0.0, 'mean_change': 0.0}
     residual = cbfu.smooth_in_mask(plain - denoised, mask, fwhm_mm, zooms)
     observed = inside if noise_mask is None else (noise_mask > 0) & inside
-    smooth_noise = cbfu.smooth_in_mask(noise, observed, fwhm_mm, zooms)[observed]
-    sd = 1.4826 * float(np.median(np.abs(smooth_noise - np.median(smooth_noise))))
-    threshold = k * sd
+    threshold = k * noise_sd_at_scale(noise, observed, fwhm_mm, zooms)
     correction = np.sign(residual) * np.maximum(np.abs(residual) - threshold, 0.0)
     correction = np.where(inside, correction, 0.0)
     changed = correction[inside] != 0

@@ -11,6 +11,9 @@ import logging
 import numpy as np
 from scipy import ndimage
 
+from aslproc.utils.cbf import smooth_in_mask
+from aslproc.utils.lesion_guard import GUARD_FWHM_MM, noise_sd_at_scale
+
 logger = logging.getLogger(__name__)
 
 #: Probability above which a voxel counts as grey or white matter for the tissue means.
@@ -95,8 +98,8 @@ def structured_residual_pct(residual: np.ndarray, mask: np.ndarray, sigma_vox: f
 
 
 #: Scale (mm FWHM) at which the super-resolution's departure from its data is measured: that
-#: of a focal lesion, as for the denoiser's lesion guard.
-DEPARTURE_FWHM_MM = 10.0
+#: of a focal lesion, the default of the denoiser's lesion guard.
+DEPARTURE_FWHM_MM = GUARD_FWHM_MM
 
 
 def data_departure_sd(departure: np.ndarray, plain: np.ndarray, source: np.ndarray,
@@ -122,13 +125,10 @@ def data_departure_sd(departure: np.ndarray, plain: np.ndarray, source: np.ndarr
     >>> data_departure_sd(erased, plain, source, mask, zooms) > 3
     True
     """
-    from aslproc.utils.cbf import smooth_in_mask
-
     inside = mask > 0
     if inside.sum() < 10:
         return float('nan')
-    noise = smooth_in_mask(np.asarray(plain, np.float64) - source, mask, fwhm_mm, zooms)[inside]
-    sd = 1.4826 * float(np.median(np.abs(noise - np.median(noise))))
+    sd = noise_sd_at_scale(np.asarray(plain, np.float64) - source, mask, fwhm_mm, zooms)
     if not sd > 0:
         return float('nan')
     smooth = smooth_in_mask(np.asarray(departure, np.float64), mask, fwhm_mm, zooms)[inside]

@@ -342,7 +342,8 @@ def superres_file(
         device=dev, gm=gm, wm=wm, csf=csf,
     )
     vox_map = t1w_to_asl_voxels(lr_img.affine, t1_img.affine, ras)
-    departure_file = save_like(data_departure(out, lr, vox_map), lr_img,
+    linear = resample(lr, vox_map, t1w.shape, 1)
+    departure_file = save_like(data_departure(out, linear, lr, vox_map), lr_img,
                                Path(out_file).with_name('sr_departure.nii.gz'))
     result = dict(
         out_file=save_like(out, t1_img, out_file), linear_file=None, cubic_file=None, info=info,
@@ -352,14 +353,16 @@ def superres_file(
         stem = Path(out_file).name.split('.')[0]
         for key, order in (('linear_file', 1), ('cubic_file', 3)):
             path = Path(out_file).with_name(f'{stem}_{key.split("_")[0]}.nii.gz')
-            result[key] = save_like(resample(lr, vox_map, t1w.shape, order), t1_img, path)
+            resampled = linear if order == 1 else resample(lr, vox_map, t1w.shape, order)
+            result[key] = save_like(resampled, t1_img, path)
     return result
 
 
-def data_departure(out: np.ndarray, lr: np.ndarray, vox_map: np.ndarray) -> np.ndarray:
-    """What the SR changed in the values its data fix: the output resampled back onto the ASL
-    grid (trilinear, at the ASL voxel centres) minus the linear upsampling of ``lr``
-    resampled back in the same way, on the ASL grid (0 outside ``lr``'s support).
+def data_departure(out: np.ndarray, linear: np.ndarray, lr: np.ndarray,
+                   vox_map: np.ndarray) -> np.ndarray:
+    """What the SR changed in the values its data fix: the output minus ``linear`` (the
+    linear upsampling of ``lr``) resampled back onto the ASL grid (trilinear, at the ASL
+    voxel centres), 0 outside ``lr``'s support.
 
     Resampled independently of the fit (scipy, whole grid), so that it checks the fit's
     constraint rather than repeating it; :func:`aslproc.utils.qc.data_departure_sd` turns
@@ -367,17 +370,15 @@ def data_departure(out: np.ndarray, lr: np.ndarray, vox_map: np.ndarray) -> np.n
 
     >>> lr = np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3) + 10
     >>> half = np.diag([0.5, 0.5, 0.5, 1.0])  # a 2x finer grid over the same field
-    >>> out = resample(lr, half, (8, 8, 6))
+    >>> linear = resample(lr, half, (8, 8, 6)); out = linear.copy()
     >>> out[1::2] += 5.0  # detail between the ASL voxel centres: the data do not see it
-    >>> float(np.abs(data_departure(out, lr, half)).max())
+    >>> float(np.abs(data_departure(out, linear, lr, half)).max())
     0.0
     >>> out[2:4, 2:4, 2:4] -= 5.0  # a change at an ASL voxel centre: they do
-    >>> float(data_departure(out, lr, half)[1, 1, 1])
+    >>> float(data_departure(out, linear, lr, half)[1, 1, 1])
     -5.0
     """
-    back = np.linalg.inv(vox_map)
-    linear = resample(lr, vox_map, out.shape, 1)
-    changed = resample(out, back, lr.shape, 1) - resample(linear, back, lr.shape, 1)
+    changed = resample(out - linear, np.linalg.inv(vox_map), lr.shape, 1)
     return np.where(lr != 0, changed, 0.0).astype(np.float32)
 
 

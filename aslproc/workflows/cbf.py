@@ -124,7 +124,7 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         ])
     if settings.denoise and not spec.multi_delay:
         wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
-    if settings.sr:
+    if settings.sr and settings.denoise and not spec.multi_delay:  # SR of the denoised map
         wf.connect(inputnode, 'sr_departure', qc, 'sr_departure_file')
     if settings.pvc:
         pvc = _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
