@@ -88,5 +88,6 @@ def test_denoise_file_guard_restores_an_erased_deficit(tmp_path):
             maps[fwhm] = np.asarray(nib.load(cbf).dataobj)
             err[fwhm].append(abs(maps[fwhm][inner].mean() - true[inner].mean()))
         assert abs(maps[10.0][outside].mean() - maps[0.0][outside].mean()) < 1.0
-    # 5.0 -> 4.7 ml/100 g/min of fill-in (stop-17 weights: 6.4 -> 5.5)
-    assert np.mean(err[10.0]) < 0.97 * np.mean(err[0.0])
+    # 5.0 -> 4.0 ml/100 g/min of fill-in (one pass at one threshold for the brain, before
+    # stop 33: 5.0 -> 4.7; stop-17 weights: 6.4 -> 5.5)
+    assert np.mean(err[10.0]) < 0.9 * np.mean(err[0.0])

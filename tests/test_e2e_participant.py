@@ -120,8 +120,8 @@ def test_learned_stages_are_recorded(run):
     assert nib.load(str(perf / 'sub-01_space-T1w_desc-sr_cbf.nii.gz')).shape == t1w.shape
     qc = (perf / 'sub-01_desc-qc_cbf.tsv').read_text().splitlines()
     row = dict(zip(qc[0].split('\t'), qc[1].split('\t'), strict=True))
-    # one QC number per learned stage; the SR keeps its data, so its number is not flagged
-    assert float(row['denoise_residual_structure_pct']) >= 0
+    # one QC number per learned stage; both keep their data, so neither is flagged
+    assert 0 < float(row['denoise_data_departure_sd']) < 3
     assert 0 <= float(row['sr_data_departure_sd']) < 3
 
 

@@ -151,7 +151,7 @@ def test_learned_stage_numbers_are_shown_but_never_exclude():
     from aslproc.utils.group import qc_flags
 
     ranges = {key: rng for key, _, _, rng in QC_ROWS}
-    row = {'denoise_residual_structure_pct': 2.5, 'sr_data_departure_sd': 7.0}
+    row = {'denoise_data_departure_sd': 5.5, 'sr_data_departure_sd': 7.0}
     assert all(flag(v, *ranges[k]) for k, v in row.items())  # flagged in the report
     assert qc_flags(row) == []
     assert qc_flags({**row, 'mean_fd': 0.9}) == ['mean_fd']

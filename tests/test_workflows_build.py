@@ -67,3 +67,21 @@ def test_multidelay_workflow_fits_and_skips_the_denoiser(tmp_path, label, plds):
     assert nodes['fit_multidelay'].inputs.params['volume_plds']
     text = wf.visit_desc()
     assert 'arterial transit time' in text and 'denoiser was not applied' in text
+
+
+@pytest.mark.parametrize('denoise', [True, False])
+def test_qc_row_gets_both_learned_stage_numbers(tmp_path, denoise):
+    """The QC node reads the plain map's noise model and what the SR changed, whether the SR
+    works on the denoised map or (``--no-denoise``) on the plain map, which once closed a
+    loop between quantification and SR."""
+    bids = make_dataset(tmp_path / 'ds', n_pairs=2)
+    settings = Settings(bids_dir=bids, output_dir=tmp_path / 'out', analysis_level='participant',
+                        work_dir=tmp_path / 'work', denoise=denoise, sr=True)
+    wf = init_single_subject_wf(subject='01', runs=query.collect_runs(bids, '01'),
+                                settings=settings)
+    graph = generate_expanded_graph(wf._create_flat_graph())
+    feeds = {(u.name, src, dst) for u, v, d in graph.edges(data=True) if v.name == 'qc'
+             for src, dst in d['connect']}
+    assert ('super_resolve', 'out_departure', 'sr_departure_file') in feeds
+    assert {('compute_cbf', f'out_{k}', f'{k}_file') for k in ('noise', 'noise_sd')} <= feeds
+    assert (('denoise', 'out_cbf', 'denoised_file') in feeds) == denoise

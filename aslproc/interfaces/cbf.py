@@ -62,6 +62,9 @@ class _ComputeCBFOutputSpec(TraitedSpec):
     out_cbf = File(exists=True, desc='CBF (ml/100 g/min) from the plain average of all pairs')
     out_deltam = File(exists=True, desc='mean ΔM')
     out_unreliable = File(exists=True, desc='voxels whose CBF was filled (motion), uint8')
+    out_noise = File(exists=True, desc='noise-only CBF map with the plain map\'s variance '
+                     '(half the difference of the two halves of the pairs; ≥ 2 pairs)')
+    out_noise_sd = File(exists=True, desc='noise SD of each voxel of the plain CBF (≥ 2 pairs)')
 
 
 class ComputeCBF(SimpleInterface):
@@ -72,12 +75,15 @@ class ComputeCBF(SimpleInterface):
 
     def _run_interface(self, runtime):
         i = self.inputs
-        cbf, dm, unreliable = quantify.compute_cbf_file(
+        cbf, dm, unreliable, noise, noise_sd = quantify.compute_cbf_file(
             i.asl_file, i.volume_types, i.m0_file, i.mask_file, i.params,
             _out(runtime, 'cbf.nii.gz'), _out(runtime, 'deltam.nii.gz'),
             instability_file=i.instability_file if isdefined(i.instability_file) else None,
-            out_unreliable=_out(runtime, 'unreliable.nii.gz'))
+            out_unreliable=_out(runtime, 'unreliable.nii.gz'),
+            out_noise=_out(runtime, 'noise.nii.gz'), out_noise_sd=_out(runtime, 'noise_sd.nii.gz'))
         self._results.update(out_cbf=cbf, out_deltam=dm, out_unreliable=unreliable)
+        if noise is not None:
+            self._results.update(out_noise=noise, out_noise_sd=noise_sd)
         return runtime
 
 
@@ -176,13 +182,20 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc='T1w brain mask on the ASL grid')
     ref_file = File(exists=True, mandatory=True, desc='ASL reference image')
     extra = traits.Dict(desc='columns prepended to the row (e.g. run entities)')
-    denoised_file = File(exists=True, desc='denoised CBF (adds the residual-structure metric)')
+    noise_file = File(exists=True, desc='noise-only map of the plain CBF (ComputeCBF)')
+    noise_sd_file = File(exists=True, desc='noise SD of each voxel of the plain CBF: with '
+                         'noise_file, the noise SDs the learned stages\' numbers count in')
+    denoised_file = File(exists=True, desc='denoised CBF (adds denoise_data_departure_sd; '
+                         'needs the noise files)')
     unreliable_file = File(exists=True, desc='voxels whose CBF motion left to be filled '
                            '(adds motion_filled_pct)')
     sr_departure_file = File(exists=True, desc='what the super-resolution changed in the '
                              'values its data fix, ASL grid (adds sr_data_departure_sd; '
-                             'needs denoised_file, the SR input)')
+                             'needs the noise files)')
     att_file = File(exists=True, desc='arrival-time map (adds the mean GM/WM arrival times)')
+    quant_mask_file = File(exists=True, desc='quantification mask, where the learned stages '
+                           'and the lesion guard work: their numbers are measured inside it '
+                           '(default mask_file)')
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -201,10 +214,13 @@ class ComputeQC(SimpleInterface):
             i.cbf_file, i.gm_file, i.wm_file, i.confounds_file, i.mask_file, i.ref_file,
             _out(runtime, 'qc.tsv'), extra=i.extra or None,
             denoised_file=i.denoised_file if isdefined(i.denoised_file) else None,
+            noise_file=i.noise_file if isdefined(i.noise_file) else None,
+            noise_sd_file=i.noise_sd_file if isdefined(i.noise_sd_file) else None,
             unreliable_file=i.unreliable_file if isdefined(i.unreliable_file) else None,
             sr_departure_file=(i.sr_departure_file if isdefined(i.sr_departure_file)
                                else None),
-            att_file=i.att_file if isdefined(i.att_file) else None)
+            att_file=i.att_file if isdefined(i.att_file) else None,
+            quant_mask_file=i.quant_mask_file if isdefined(i.quant_mask_file) else None)
         return runtime
 
 

@@ -34,6 +34,9 @@ MAPS = (('cbf', 'plain average', None), ('cbf_smoothed', 'smoothed', None),
 MULTI_DELAY_LABEL = 'kinetic-model fit'
 #: Top of the CBF colour scale at most (ml/100 g/min): a noisy map must not flatten the others.
 CBF_SCALE_CAP = 120.0
+#: The denoiser's number is flagged above this: its residual holds the plain map's noise,
+#: which alone reaches about 4 noise SDs somewhere in a brain (the SR's residual holds none).
+DENOISE_DEPARTURE_FLAG = 5.0
 #: QC rows: key of the QC table, label, unit, usual range (lo, hi); outside it is flagged.
 QC_ROWS = (
     ('mean_gm_cbf', 'mean GM CBF', 'ml/100 g/min', (20.0, 110.0)),
@@ -43,8 +46,8 @@ QC_ROWS = (
     ('mean_fd', 'mean framewise displacement', 'mm', (None, 0.5)),
     ('max_fd', 'maximum framewise displacement', 'mm', (None, 3.0)),
     ('dice_asl_t1w', 'Dice, ASL intensity mask vs T1w brain mask', '', (0.6, None)),
-    ('denoise_residual_structure_pct', 'structure in what the denoiser removed', '%',
-     (None, 1.0)),
+    ('denoise_data_departure_sd', 'denoiser departs from the plain map (lesion scale)',
+     'noise SD', (None, DENOISE_DEPARTURE_FLAG)),
     ('sr_data_departure_sd', 'super-resolution departs from its data (lesion scale)',
      'noise SD', (None, 3.0)),
     ('motion_filled_pct', 'brain voxels filled after motion (no usable ΔM)', '%',

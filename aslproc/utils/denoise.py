@@ -36,8 +36,8 @@ from aslproc.utils import cbf as cbfu
 from aslproc.utils import pvreg
 from aslproc.utils.lesion_guard import (
     GUARD_FWHM_MM,
-    half_difference_cbf,
     lesion_guard,
+    plain_noise_model,
     restore_tissue_means,
 )
 
@@ -358,12 +358,14 @@ def denoise_file(
         cbf, coef = restore_tissue_means(cbf, plain, gm, wm, mask)
         logger.info('tissue means restored: gain × (1 %+.3f·GM %+.3f·WM %+.3f)', *coef)
     if guard_fwhm > 0 and pairs.shape[-1] >= 2:
-        cbf, guarded = lesion_guard(cbf, plain, half_difference_cbf(pairs, m0, mask, params),
-                                    mask, img.header.get_zooms()[:3], guard_fwhm,
-                                    noise_mask=noise_mask)
-        logger.info('lesion guard (%g mm): threshold %.2f ml/100 g/min, %.1f %% of the brain '
-                    'voxels restored by %.2f on average', guard_fwhm, guarded['threshold'],
-                    guarded['changed_pct'], guarded['mean_change'])
+        noise, voxel_sd = plain_noise_model(
+            pairs, m0, mask, params, None if noise_mask is None else ~(noise_mask > 0))
+        cbf, guarded = lesion_guard(cbf, plain, noise, voxel_sd, mask,
+                                    img.header.get_zooms()[:3], guard_fwhm)
+        logger.info('lesion guard (%g mm): median threshold %.2f ml/100 g/min, %d passes, '
+                    '%.1f %% of the brain voxels restored by %.2f on average', guard_fwhm,
+                    guarded['threshold'], guarded['passes'], guarded['changed_pct'],
+                    guarded['mean_change'])
     dm = np.where(per_unit != 0, cbf / np.where(per_unit != 0, per_unit, 1.0), dm)
     if gm is not None and wm is not None:
         if tissue_refine:

@@ -31,7 +31,7 @@ OUTLIER_Z = 3.5
 #: Fewest runs for which a robust z is computed.
 MIN_RUNS_Z = 3
 #: QC metrics shown but not used to exclude a run.
-NOT_EXCLUDING = ('denoise_residual_structure_pct', 'sr_data_departure_sd')
+NOT_EXCLUDING = ('denoise_data_departure_sd', 'sr_data_departure_sd')
 #: Template-space CBF file name of a run (groups: prefix, space, res, desc).
 _MAP = re.compile(r'^(?P<stem>.+)_space-(?P<space>[A-Za-z0-9]+)_res-(?P<res>\d+)'
                   r'(?:_desc-(?P<desc>[A-Za-z0-9]+))?_cbf\.nii\.gz$')

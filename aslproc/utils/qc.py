@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from aslproc.utils.cbf import smooth_in_mask
-from aslproc.utils.lesion_guard import GUARD_FWHM_MM, noise_sd_at_scale
+from aslproc.utils.lesion_guard import GUARD_FWHM_MM, noise_sd_map
 
 logger = logging.getLogger(__name__)
 
@@ -57,82 +57,50 @@ def intensity_mask(ref: np.ndarray) -> np.ndarray:
     return mask
 
 
-#: A learned stage's residual departs from noise where its in-plane smoothing (SD 1 voxel) is
-#: further than this many robust SDs from its median.
-RESIDUAL_Z = 4.0
-
-
-def structured_residual_pct(residual: np.ndarray, mask: np.ndarray, sigma_vox: float = 1.0,
-                            z: float = RESIDUAL_Z) -> float:
-    """Percentage of brain voxels where what a learned stage removed has structure.
-
-    A denoiser should remove noise: its residual (input − output), smoothed in-plane over
-    about a voxel, stays within a few robust SDs of its median everywhere. Perfusion it took
-    away (an edge flattened, an artefact removed) shows as a blob of smoothed residual far
-    outside that range. About 0.01 % of voxels pass for white noise. A focal lesion filled in
-    is too faint at this scale to count: on dro-lesion (12 pairs) the number reads 0.66, and
-    0.76–0.91 with either 12 mm lesion filled in completely (benchmarks/RESULTS.md, stop
-    32); the lesion guard keeps lesions, and the report shows the residual map.
-
-    >>> rng = np.random.default_rng(0)
-    >>> noise = rng.normal(size=(40, 40, 6)); mask = np.ones_like(noise)
-    >>> structured_residual_pct(noise, mask) < 0.1
-    True
-    >>> blob = noise.copy(); blob[10:16, 10:16, 2:4] += 6.0
-    >>> structured_residual_pct(blob, mask) > 0.5
-    True
-    """
-    inside = mask > 0
-    if inside.sum() < 10:
-        return float('nan')
-    sig = (sigma_vox, sigma_vox) + (0.0,) * (residual.ndim - 2)
-    residual = np.asarray(residual, dtype=np.float64)
-    weight = ndimage.gaussian_filter(inside.astype(float), sig)
-    low = ndimage.gaussian_filter(np.where(inside, residual, 0.0), sig) / np.maximum(weight,
-                                                                                    1e-6)
-    vals = low[inside]
-    spread = 1.4826 * np.median(np.abs(vals - np.median(vals)))
-    if spread <= 0:
-        return 0.0
-    return round(float(100.0 * (np.abs(vals - np.median(vals)) > z * spread).mean()), 3)
-
-
-#: Scale (mm FWHM) at which the super-resolution's departure from its data is measured: that
-#: of a focal lesion, the default of the denoiser's lesion guard.
+#: Scale (mm FWHM) at which a learned stage's departure from its data is measured: that of a
+#: focal lesion, the default of the denoiser's lesion guard.
 DEPARTURE_FWHM_MM = GUARD_FWHM_MM
 
 
-def data_departure_sd(departure: np.ndarray, plain: np.ndarray, source: np.ndarray,
+def data_departure_sd(departure: np.ndarray, voxel_sd: np.ndarray, noise: np.ndarray,
                       mask: np.ndarray, zooms, fwhm_mm: float = DEPARTURE_FWHM_MM) -> float:
-    """Largest departure of a super-resolved map from its data at lesion scale, in noise SDs.
+    """Largest departure of a learned stage's map from its data at lesion scale, in noise SDs.
 
-    ``departure`` is the SR output resampled back onto the ASL grid minus the linear
-    upsampling of its input resampled back in the same way (so the interpolation of the
-    round trip cancels, and what is left is what the SR changed in the values the data
-    fix). Both it and the noise are smoothed inside ``mask`` over a lesion (Gaussian of
-    ``fwhm_mm``); the noise SD at that scale is the robust SD of the smoothed plain-average
-    minus SR-input (denoised) CBF. The SR may add detail inside ASL voxels, never change
-    them: near 0 when it keeps that constraint; a lesion it erased, or tissue contrast it
-    painted over the data, gives several SDs. It is blind, by design, to what lies between
-    the centres of thick slices (see benchmarks/RESULTS.md, stop 32). NaN without noise.
+    ``departure`` is what the stage changed in the values the data fix, on the ASL grid:
+    for the denoiser, the plain-average minus the denoised CBF; for the super-resolution,
+    its output resampled back onto the ASL grid minus the linear upsampling of its input
+    resampled back in the same way (:func:`aslproc.utils.superres.data_departure`). It is
+    smoothed inside ``mask`` over a lesion (Gaussian of ``fwhm_mm``) and divided, voxel by
+    voxel, by the SD that the plain map's noise has at that scale there
+    (:func:`aslproc.utils.lesion_guard.noise_sd_map` of the voxel noise SDs ``voxel_sd`` and
+    the noise-only map ``noise``). The number is the largest absolute value in the brain.
+
+    Noise alone reaches about 4 somewhere in a brain (the largest of some thousand
+    independent lesion-sized means): a good denoiser without the lesion guard reads 3.4-4.3
+    on the public cases. The guard puts back what lies beyond one SD, so the default denoised
+    map reads about 1.3; the SR, which may add detail inside ASL voxels but not change them,
+    reads near 0. A lesion erased or filled in, or tissue contrast painted over the data,
+    gives several SDs (benchmarks/RESULTS.md, stop 33). What lies between the centres of
+    thick slices is not seen (stop 32). NaN without noise.
 
     >>> rng = np.random.default_rng(0)
     >>> mask = np.ones((24, 24, 24)); zooms = (3.0, 3.0, 3.0)
-    >>> source = np.full(mask.shape, 50.0); plain = source + rng.normal(0, 10, mask.shape)
-    >>> data_departure_sd(np.zeros(mask.shape), plain, source, mask, zooms)
+    >>> voxel_sd = np.full(mask.shape, 10.0); noise = rng.normal(0, 10.0, mask.shape)
+    >>> data_departure_sd(np.zeros(mask.shape), voxel_sd, noise, mask, zooms)
     0.0
     >>> erased = np.zeros(mask.shape); erased[9:14, 9:14, 9:14] = 25.0  # a 15 mm lesion
-    >>> data_departure_sd(erased, plain, source, mask, zooms) > 3
+    >>> data_departure_sd(erased, voxel_sd, noise, mask, zooms) > 3
     True
     """
     inside = mask > 0
-    if inside.sum() < 10:
+    if inside.sum() < 10 or not np.any(noise[inside]):
         return float('nan')
-    sd = noise_sd_at_scale(np.asarray(plain, np.float64) - source, mask, fwhm_mm, zooms)
-    if not sd > 0:
+    sd = noise_sd_map(voxel_sd, noise, mask, fwhm_mm, zooms)
+    usable = inside & (sd > 0)
+    if not usable.any():
         return float('nan')
-    smooth = smooth_in_mask(np.asarray(departure, np.float64), mask, fwhm_mm, zooms)[inside]
-    return round(float(np.abs(smooth).max() / sd), 2)
+    smooth = smooth_in_mask(np.asarray(departure, np.float64), mask, fwhm_mm, zooms)
+    return round(float(np.abs(smooth[usable] / sd[usable]).max()), 2)
 
 
 def att_metrics(att: np.ndarray, gm: np.ndarray, wm: np.ndarray, asl_mask: np.ndarray

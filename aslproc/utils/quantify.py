@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from aslproc.utils import cbf as cbfu
+from aslproc.utils import lesion_guard as lg
 from aslproc.utils import qc as qcu
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def _on_grid(path, ref_img) -> np.ndarray:
 
 
 def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, out_cbf,
-                     out_deltam, instability_file=None, out_unreliable=None):
+                     out_deltam, instability_file=None, out_unreliable=None, out_noise=None,
+                     out_noise_sd=None):
     """Write the plain-average ΔM and the CBF map computed from it.
 
     A series made of ``cbf`` volumes (already quantified by the scanner) is averaged
@@ -76,30 +78,43 @@ def compute_cbf_file(asl_file, volume_types, m0_file, mask_file, params: dict, o
     :func:`~aslproc.utils.motion_reliability.instability_ratio`), the CBF of voxels whose
     control/label values motion has left unusable is filled from the voxels around them
     (:func:`unreliable_and_filled`), and ``out_unreliable`` gets their mask (all zeros when
-    none). Returns the CBF, ΔM and (when asked for) unreliable-mask paths.
+    none). With ``out_noise`` and ``out_noise_sd`` (and at least 2 pairs), the plain map's
+    noise model that the QC numbers of the learned stages count in
+    (:func:`~aslproc.utils.lesion_guard.plain_noise_model`: a noise-only CBF map, 0 where
+    motion left no usable ΔM, and the noise SD of each voxel).
+    Returns the CBF, ΔM and (when asked for) unreliable-mask paths, then the noise-model paths
+    (``None`` without pairs to measure the noise on).
     """
     data, img = load(asl_file)
     m0, _ = load(m0_file)
     mask, _ = load(mask_file)
     unreliable = np.zeros(mask.shape, dtype=bool)
+    noise_model = None
     cbf_vols = cbfu.volume_indices(volume_types, 'cbf')
     if cbf_vols and not (cbfu.volume_indices(volume_types, 'control')
                          or cbfu.volume_indices(volume_types, 'deltam')):
         cbf = np.where(mask > 0, data[..., cbf_vols].mean(axis=-1), 0.0)
         dm = np.zeros_like(cbf)
     else:
-        dm = cbfu.mean_delta_m(data, volume_types)
+        pairs = cbfu.pairwise_delta_m(data, volume_types)
+        dm = pairs.mean(axis=-1)
         params = dict(params, pld=per_slice_pld(params['pld'], data.shape[2]))
         cbf = cbfu.cbf_map(dm, m0, params, mask)
         if instability_file:
             cbf, unreliable = unreliable_and_filled(cbf, load(instability_file)[0], m0, mask,
                                                     volume_types, static_mean(data, volume_types))
+        if out_noise and out_noise_sd and pairs.shape[-1] >= 2:
+            noise_model = lg.plain_noise_model(pairs, m0, mask, params, unreliable)
     if not np.any(cbf[mask > 0]):
         raise ValueError(f'{asl_file}: the CBF map is zero everywhere in the brain mask; '
                          'check M0 and the aslcontext')
     out = [save_like(cbf, img, out_cbf), save_like(dm, img, out_deltam)]
     if out_unreliable:
         out.append(save_mask(unreliable, img, out_unreliable))
+    if out_noise and out_noise_sd:
+        out += ([None, None] if noise_model is None else
+                [save_like(noise_model[0], img, out_noise),
+                 save_like(noise_model[1], img, out_noise_sd)])
     return tuple(out)
 
 
@@ -237,16 +252,20 @@ def pvc_file(cbf_file, gm_file, wm_file, mask_file, out_gm, out_wm) -> tuple[str
 
 def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out_file,
             extra: dict | None = None, denoised_file=None, unreliable_file=None,
-            sr_departure_file=None, att_file=None) -> str:
-    """Write the one-row QC table of a run (TSV with a header); with ``denoised_file``, the
-    structure of what the denoiser removed (``denoise_residual_structure_pct``); with
-    ``unreliable_file``, the percentage of the brain mask whose CBF was filled because motion
-    left no usable ΔM there (``motion_filled_pct``); with ``sr_departure_file`` (what the
-    super-resolution of ``denoised_file`` changed in the values its data fix) and
-    ``denoised_file``, its largest lesion-scale departure in noise SDs
-    (``sr_data_departure_sd``, :func:`aslproc.utils.qc.data_departure_sd`); with
-    ``att_file`` (multi-delay), the mean GM and WM arrival times."""
-    cbf, _ = load(cbf_file)
+            sr_departure_file=None, att_file=None, noise_file=None, noise_sd_file=None,
+            quant_mask_file=None) -> str:
+    """Write the one-row QC table of a run (TSV with a header); with ``unreliable_file``, the
+    percentage of the brain mask whose CBF was filled because motion left no usable ΔM there
+    (``motion_filled_pct``); with the plain map's noise model (``noise_file``,
+    ``noise_sd_file``: :func:`~aslproc.utils.lesion_guard.plain_noise_model`), the largest
+    lesion-scale departure from the data of the denoised map ``denoised_file``
+    (``denoise_data_departure_sd``: plain minus denoised) and of the super-resolution
+    (``sr_data_departure_sd``: ``sr_departure_file``, what it changed in the values its data
+    fix), in noise SDs (:func:`aslproc.utils.qc.data_departure_sd`), inside
+    ``quant_mask_file`` (default ``mask_file``): the quantification mask, where both stages
+    and the lesion guard work; with ``att_file`` (multi-delay), the mean GM and WM arrival
+    times."""
+    cbf, img = load(cbf_file)
     gm, _ = load(gm_file)
     wm, _ = load(wm_file)
     mask, _ = load(mask_file)
@@ -254,18 +273,21 @@ def qc_file(cbf_file, gm_file, wm_file, confounds_file, mask_file, ref_file, out
     fd = read_fd(confounds_file)
     row = dict(extra or {})
     row.update(qcu.qc_metrics(cbf, gm, wm, fd, mask, qcu.intensity_mask(ref)))
-    if denoised_file:
-        denoised, _ = load(denoised_file)
-        row['denoise_residual_structure_pct'] = qcu.structured_residual_pct(cbf - denoised,
-                                                                            mask)
     if unreliable_file:
         unreliable, _ = load(unreliable_file)
         row['motion_filled_pct'] = round(
             float(100.0 * np.mean(unreliable[mask > 0] > 0)) if np.any(mask > 0) else 0.0, 2)
-    if sr_departure_file and denoised_file:
-        departure, img = load(sr_departure_file)
-        row['sr_data_departure_sd'] = qcu.data_departure_sd(
-            departure, cbf, denoised, mask, img.header.get_zooms()[:3])
+    departures = {}
+    if denoised_file:
+        departures['denoise_data_departure_sd'] = cbf - load(denoised_file)[0]
+    if sr_departure_file:
+        departures['sr_data_departure_sd'] = load(sr_departure_file)[0]
+    noise, voxel_sd = ((load(noise_file)[0], load(noise_sd_file)[0])
+                       if noise_file and noise_sd_file else (None, None))
+    stage_mask = load(quant_mask_file)[0] if quant_mask_file else mask
+    for key, departure in departures.items():  # n/a without a noise model (a single pair)
+        row[key] = (float('nan') if noise is None else qcu.data_departure_sd(
+            departure, voxel_sd, noise, stage_mask, img.header.get_zooms()[:3]))
     if att_file:
         att, _ = load(att_file)
         row.update(qcu.att_metrics(att, gm, wm, mask))

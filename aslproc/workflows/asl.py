@@ -13,6 +13,7 @@ from aslproc.workflows.cbf import init_cbf_wf
 from aslproc.workflows.denoise import init_denoise_wf
 from aslproc.workflows.engine import LiterateWorkflow
 from aslproc.workflows.outputs import sink_node
+from aslproc.workflows.qc import init_qc_wf
 from aslproc.workflows.superres import init_sr_wf
 
 #: Threshold of the T1w brain mask after linear resampling to the ASL grid (the brain
@@ -108,6 +109,7 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
     cbf_mask = pe.Node(Binarize(threshold=CBF_MASK_THRESHOLD, dilate_inplane=CBF_MASK_DILATION),
                        name='cbf_mask')
     cbf_wf = init_cbf_wf(spec=spec, settings=settings, sources=sources)
+    qc_wf = init_qc_wf(spec=spec, settings=settings, sources=sources)
     ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
                          sources=sources) for key in ('asl_mask', 'confounds', 'xfm')}
     ref_src = (m0, 'out_file') if spec.m0_type in ('Included', 'Separate') else \
@@ -123,11 +125,9 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         (to_asl['mask'], binarize, [('out_file', 'in_file')]),
         (to_asl['mask'], cbf_mask, [('out_file', 'in_file')]),
         (hmc, cbf_wf, [('out_file', 'inputnode.asl_series'),
-                       ('out_confounds', 'inputnode.confounds'),
                        ('out_instability', 'inputnode.instability'),
                        ('out_volume_types', 'inputnode.volume_types')]),
         (m0, cbf_wf, [('out_file', 'inputnode.m0')]),
-        (binarize, cbf_wf, [('out_file', 'inputnode.asl_mask')]),
         (cbf_mask, cbf_wf, [('out_file', 'inputnode.cbf_mask')]),
         (to_asl['gm'], cbf_wf, [('out_file', 'inputnode.gm')]),
         (to_asl['wm'], cbf_wf, [('out_file', 'inputnode.wm')]),
@@ -142,27 +142,40 @@ def init_asl_wf(*, spec, settings, omp_nthreads: int, sources=(), name: str = 'a
         (to_asl['gm'], outputnode, [('out_file', 'gm_asl')]),
         (to_asl['wm'], outputnode, [('out_file', 'wm_asl')]),
         (cbf_wf, outputnode, [('outputnode.cbf', 'cbf'), ('outputnode.deltam', 'deltam'),
-                              ('outputnode.cbf_smoothed', 'cbf_smoothed'),
-                              ('outputnode.qc', 'qc')]),
+                              ('outputnode.cbf_smoothed', 'cbf_smoothed')]),
+        (hmc, qc_wf, [('out_confounds', 'inputnode.confounds')]),
+        (binarize, qc_wf, [('out_file', 'inputnode.asl_mask')]),
+        (cbf_mask, qc_wf, [('out_file', 'inputnode.cbf_mask')]),
+        (to_asl['gm'], qc_wf, [('out_file', 'inputnode.gm')]),
+        (to_asl['wm'], qc_wf, [('out_file', 'inputnode.wm')]),
+        (cbf_wf, qc_wf, [('outputnode.cbf', 'inputnode.cbf')]),
+        (qc_wf, outputnode, [('outputnode.qc', 'qc')]),
     ])
     if settings.pvc:
         wf.connect(cbf_wf, 'outputnode.cbf_pvc_gm', outputnode, 'cbf_pvc_gm')
         wf.connect(cbf_wf, 'outputnode.cbf_pvc_wm', outputnode, 'cbf_pvc_wm')
-    wf.connect(ref_src[0], ref_src[1], cbf_wf, 'inputnode.asl_ref')
+    wf.connect(ref_src[0], ref_src[1], qc_wf, 'inputnode.asl_ref')
+    if spec.multi_delay:
+        wf.connect(cbf_wf, 'outputnode.att', qc_wf, 'inputnode.att')
+    else:
+        wf.connect([(cbf_wf, qc_wf, [('outputnode.unreliable', 'inputnode.unreliable'),
+                                     ('outputnode.noise', 'inputnode.noise'),
+                                     ('outputnode.noise_sd', 'inputnode.noise_sd')])])
     wf.connect(ref_src[0], ref_src[1], outputnode, 'asl_ref')
     for key in ('mask', 'gm', 'wm'):
         wf.connect(ref_src[0], ref_src[1], to_asl[key], 'reference_file')
         wf.connect(reg, 'out_xfm', to_asl[key], 'xfm')
     _add_learned_stages(wf, spec=spec, settings=settings, sources=sources, hmc=hmc, m0=m0,
-                        cbf_mask=cbf_mask, cbf_wf=cbf_wf, reg=reg, inputnode=inputnode,
-                        outputnode=outputnode, to_asl=to_asl)
+                        cbf_mask=cbf_mask, cbf_wf=cbf_wf, qc_wf=qc_wf, reg=reg,
+                        inputnode=inputnode, outputnode=outputnode, to_asl=to_asl)
     return wf
 
 
-def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_wf, reg,
+def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_wf, qc_wf, reg,
                         inputnode, outputnode, to_asl):
     """Connect the denoiser (on the corrected series) and the super-resolution (on the
-    denoised CBF when the denoiser runs, else on the plain-average CBF)."""
+    denoised CBF when the denoiser runs, else on the plain-average CBF), and what each
+    changed to the QC row."""
     native = (cbf_wf, 'outputnode.cbf')
     if settings.denoise and not spec.multi_delay:  # skipped with a reason: see init_cbf_wf
         dn_wf = init_denoise_wf(spec=spec, settings=settings, sources=sources)
@@ -175,7 +188,7 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
             (to_asl['gm'], dn_wf, [('out_file', 'inputnode.gm')]),
             (to_asl['wm'], dn_wf, [('out_file', 'inputnode.wm')]),
             (dn_wf, outputnode, [('outputnode.cbf_denoised', 'cbf_denoised')]),
-            (dn_wf, cbf_wf, [('outputnode.cbf_denoised', 'inputnode.cbf_denoised')]),
+            (dn_wf, qc_wf, [('outputnode.cbf_denoised', 'inputnode.cbf_denoised')]),
         ])
         native = (dn_wf, 'outputnode.cbf_denoised')
     if settings.sr:
@@ -188,5 +201,4 @@ def _add_learned_stages(wf, *, spec, settings, sources, hmc, m0, cbf_mask, cbf_w
             (sr_wf, outputnode, [('outputnode.cbf_sr', 'cbf_sr')]),
         ])
         wf.connect(native[0], native[1], sr_wf, 'inputnode.cbf')
-        if native[0] is not cbf_wf:  # SR of the plain map: its QC number would close a loop
-            wf.connect(sr_wf, 'outputnode.departure', cbf_wf, 'inputnode.sr_departure')
+        wf.connect(sr_wf, 'outputnode.departure', qc_wf, 'inputnode.sr_departure')

@@ -1,4 +1,4 @@
-"""CBF quantification workflow: plain-average CBF, smoothed CBF and the QC row."""
+"""CBF quantification workflow: plain-average CBF, smoothed CBF and the plain map's noise model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from nipype.pipeline import engine as pe
 
 from aslproc.interfaces.cbf import (
     ComputeCBF,
-    ComputeQC,
     FitMultiDelay,
     PartialVolumeCorrection,
     SmoothInMask,
@@ -43,41 +42,39 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
 
     Inputs
     ------
-    asl_series, m0, asl_mask, cbf_mask, asl_ref, gm, wm, confounds
-        Motion-corrected series, M0 map, brain mask (QC), generous quantification mask,
-        reference, tissue maps (ASL grid), motion confounds.
-    cbf_denoised
-        Denoised CBF (connected when ``settings.denoise``): the QC row measures what the
-        denoiser removed.
+    asl_series, m0, cbf_mask, gm, wm
+        Motion-corrected series, M0 map, generous quantification mask, tissue maps (ASL
+        grid; for ``--pvc``).
     instability
         The motion step's residual-variance ratio (all zeros when nothing was assessed):
         voxels that fail its test get their CBF from the voxels around them.
     volume_types
         The motion step's aslcontext, in which excluded pairs are marked (the run's own
         aslcontext until connected).
-    sr_departure
-        What the super-resolution of the denoised map changed in the values its data fix
-        (ASL grid; connected when both stages run): the QC row turns it into noise SDs.
 
     Outputs
     -------
-    cbf, deltam, cbf_smoothed, qc, unreliable
+    cbf, deltam, cbf_smoothed, unreliable
         For a multi-delay series (``spec.multi_delay``) the CBF comes from the fit of CBF and
         arrival time (also written, as ``_att``), ``deltam`` holds the mean ΔM of each
         delay, the denoiser's map is not used, and no motion fill is made (``unreliable``
         stays unconnected).
+    noise, noise_sd
+        The plain map's noise model (single delay, at least 2 pairs), that the QC numbers of
+        the learned stages count in (:func:`aslproc.workflows.qc.init_qc_wf`).
+    att
+        Arrival-time map (multi-delay).
     cbf_pvc_gm, cbf_pvc_wm
         Partial-volume corrected maps (connected when ``settings.pvc``).
     """
     wf = LiterateWorkflow(name=name)
     wf.__desc__ = _description(spec, settings)
-    fields = ['asl_series', 'm0', 'asl_mask', 'cbf_mask', 'asl_ref', 'gm', 'wm', 'confounds',
-              'cbf_denoised', 'instability', 'volume_types', 'sr_departure']
+    fields = ['asl_series', 'm0', 'cbf_mask', 'gm', 'wm', 'instability', 'volume_types']
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name='inputnode')
     inputnode.inputs.volume_types = list(spec.volume_types)
     outputnode = pe.Node(niu.IdentityInterface(
-        fields=['cbf', 'deltam', 'cbf_smoothed', 'qc', 'unreliable', 'cbf_pvc_gm',
-                'cbf_pvc_wm']), name='outputnode')
+        fields=['cbf', 'deltam', 'cbf_smoothed', 'unreliable', 'noise', 'noise_sd', 'att',
+                'cbf_pvc_gm', 'cbf_pvc_wm']), name='outputnode')
     quant = spec.sidecar()
     if spec.multi_delay:
         cbf = pe.Node(FitMultiDelay(volume_types=list(spec.volume_types),
@@ -90,42 +87,32 @@ def init_cbf_wf(*, spec, settings, sources=(), name: str = 'cbf_wf') -> Literate
         cbf = pe.Node(ComputeCBF(volume_types=list(spec.volume_types),
                                  params=spec.node_params()), name='compute_cbf')
     smooth = pe.Node(SmoothInMask(fwhm=settings.smooth_fwhm), name='smooth')
-    qc = pe.Node(ComputeQC(extra={k: v for k, v in spec.entities.items()}), name='qc')
-    keys = ('cbf', 'cbf_smoothed', 'qc') + (() if spec.multi_delay else ('motion_filled',))
+    keys = ('cbf', 'cbf_smoothed') + (() if spec.multi_delay else ('motion_filled',))
     ds = {key: sink_node(key, out_dir=settings.output_dir, entities=spec.entities,
                          quant=quant, sources=sources) for key in keys}
     ds['cbf_smoothed'].inputs.meta = dict(ds['cbf_smoothed'].inputs.meta,
                                           SmoothingFWHM=settings.smooth_fwhm)
     if spec.multi_delay:
         _add_multidelay_sinks(wf, spec=spec, settings=settings, quant=quant, sources=sources,
-                              fit=cbf, ds=ds, qc=qc)
+                              fit=cbf, ds=ds, outputnode=outputnode)
     wf.connect([
         (inputnode, cbf, [('asl_series', 'asl_file'), ('m0', 'm0_file'),
                           ('cbf_mask', 'mask_file')]),
         (cbf, smooth, [('out_cbf', 'in_file')]),
         (inputnode, smooth, [('cbf_mask', 'mask_file')]),
-        (cbf, qc, [('out_cbf', 'cbf_file')]),
-        (inputnode, qc, [('gm', 'gm_file'), ('wm', 'wm_file'), ('confounds', 'confounds_file'),
-                         ('asl_mask', 'mask_file'), ('asl_ref', 'ref_file')]),
         (cbf, ds['cbf'], [('out_cbf', 'in_file')]),
         (smooth, ds['cbf_smoothed'], [('out_file', 'in_file')]),
-        (qc, ds['qc'], [('out_file', 'in_file')]),
         (cbf, outputnode, [('out_cbf', 'cbf'), ('out_deltam', 'deltam')]),
         (smooth, outputnode, [('out_file', 'cbf_smoothed')]),
-        (qc, outputnode, [('out_file', 'qc')]),
     ])
     if not spec.multi_delay:
         wf.connect([
             (inputnode, cbf, [('instability', 'instability_file'),
                               ('volume_types', 'volume_types')]),
-            (cbf, qc, [('out_unreliable', 'unreliable_file')]),
             (cbf, ds['motion_filled'], [('out_unreliable', 'in_file')]),
-            (cbf, outputnode, [('out_unreliable', 'unreliable')]),
+            (cbf, outputnode, [('out_unreliable', 'unreliable'), ('out_noise', 'noise'),
+                               ('out_noise_sd', 'noise_sd')]),
         ])
-    if settings.denoise and not spec.multi_delay:
-        wf.connect(inputnode, 'cbf_denoised', qc, 'denoised_file')
-    if settings.sr and settings.denoise and not spec.multi_delay:  # SR of the denoised map
-        wf.connect(inputnode, 'sr_departure', qc, 'sr_departure_file')
     if settings.pvc:
         pvc = _add_pvc(wf, spec=spec, quant=quant, settings=settings, sources=sources,
                        inputnode=inputnode, cbf=cbf)
@@ -172,9 +159,9 @@ def _description(spec, settings) -> str:
     return text
 
 
-def _add_multidelay_sinks(wf, *, spec, settings, quant, sources, fit, ds, qc):
+def _add_multidelay_sinks(wf, *, spec, settings, quant, sources, fit, ds, outputnode):
     """``_att`` and the fit's record in the sidecars of ``_cbf``, ``desc-smoothed`` and
-    ``_att``; the QC row gets the tissue arrival times."""
+    ``_att``; the arrival times go out for the QC row."""
     ds['att'] = sink_node('att', out_dir=settings.output_dir, entities=spec.entities,
                           quant=quant, sources=sources)
     extra = {}
@@ -189,7 +176,7 @@ def _add_multidelay_sinks(wf, *, spec, settings, quant, sources, fit, ds, qc):
         merge.inputs.meta = ds[key].inputs.meta
         wf.connect([(fit, merge, [('info', 'info')]), (merge, ds[key], [('meta', 'meta')])])
     wf.connect([(fit, ds['att'], [('out_att', 'in_file')]),
-                (fit, qc, [('out_att', 'att_file')])])
+                (fit, outputnode, [('out_att', 'att')])])
 
 
 def _add_pvc(wf, *, spec, quant, settings, sources, inputnode, cbf):

@@ -82,8 +82,11 @@ def init_denoise_wf(*, spec, settings, sources=(), name: str = 'denoise_wf'
         wf.__desc__ += (
             f' A lesion guard then restored, from the plain average, what the network had '
             f'removed at the scale of a focal lesion (Gaussian of {settings.lesion_guard:g} mm '
-            'FWHM) beyond one standard deviation of the noise at that scale, measured from the '
-            'difference of the two halves of the pairs (soft threshold).'
+            'FWHM) beyond one standard deviation of the noise at that scale (soft threshold, '
+            'repeated up to 8 times on what was left). The noise was modelled voxel by voxel: '
+            'the ΔM noise SD of the scan, measured robustly from the difference of the two '
+            'halves of the pairs, times the CBF of a unit ΔM in each voxel, carried through '
+            'the smoothing and scaled to the measured noise at that scale.'
         )
     if settings.denoise_pv:
         wf.__desc__ += (

@@ -110,19 +110,21 @@ TSV_COLUMNS = {
         'mean_wm_cbf': {'Description': 'mean CBF where P(WM) > 0.9', 'Units': CBF_UNITS},
         'gm_wm_ratio': {'Description': 'mean GM CBF / mean WM CBF'},
         'pct_negative_gm': {'Description': 'percentage of GM voxels with negative CBF'},
-        'denoise_residual_structure_pct': {
-            'Description': 'percentage of brain voxels where what the denoiser removed (plain '
-            'minus denoised CBF), smoothed in-plane over one voxel, is more than 4 robust SDs '
-            'from its median: about 0.01 for pure noise; higher when the denoiser removed '
-            'structure (a lesion, an edge, an artefact): look at the residual in the report',
-            'Units': '%'},
+        'denoise_data_departure_sd': {
+            'Description': 'largest departure of the denoised CBF from the plain average '
+            '(plain minus denoised), smoothed over a lesion (10 mm FWHM), in noise SDs of the '
+            'plain average at that scale and place: about 1.3 with the lesion guard on, '
+            'which puts back what lies beyond 1; noise alone reaches about 4 somewhere in a '
+            'brain; above 5 when the denoiser removed perfusion the data show (a lesion '
+            'filled in, tissue contrast painted): look at the residual in the report'},
         'sr_data_departure_sd': {
             'Description': 'largest departure of the super-resolved CBF from its data: the '
             'output resampled back onto the ASL grid minus the linear upsampling of its input '
-            '(the denoised map) resampled back, smoothed over a lesion (10 mm FWHM), in noise '
-            'SDs of the plain average at that scale: near 0 when the SR only adds detail '
-            'inside ASL voxels; above 3 when it changed what the data show (a lesion erased, '
-            'tissue contrast painted): look at the residual in the report'},
+            '(the denoised or plain map) resampled back, smoothed over a lesion (10 mm FWHM), '
+            'in noise '
+            'SDs of the plain average at that scale and place: near 0 when the SR only adds '
+            'detail inside ASL voxels; above 3 when it changed what the data show (a lesion '
+            'erased, tissue contrast painted): look at the residual in the report'},
         'motion_filled_pct': {
             'Description': 'percentage of the brain mask whose CBF was interpolated because '
             'motion left no usable ΔM there (desc-motionfilled_mask)', 'Units': '%'},
