@@ -169,6 +169,15 @@ def cbf_map(delta_m: np.ndarray, m0: np.ndarray, params: dict, mask: np.ndarray 
     return out.astype(np.float32)
 
 
+def sigma_voxels(fwhm_mm: float, zooms) -> list[float]:
+    """Gaussian SD in voxels along each axis of a kernel of ``fwhm_mm`` FWHM.
+
+    >>> [round(s, 3) for s in sigma_voxels(6.0, (2.0, 2.0, 3.0))]
+    [1.274, 1.274, 0.849]
+    """
+    return [float(fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / float(z)) for z in zooms[:3]]
+
+
 def smooth_in_mask(img: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) -> np.ndarray:
     """Gaussian smoothing normalised inside ``mask`` so that the brain edge is not darkened.
 
@@ -182,7 +191,7 @@ def smooth_in_mask(img: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) -> 
     w = (mask > 0).astype(np.float64)
     if fwhm_mm <= 0:
         return (img * w).astype(np.float32)
-    sigma = [fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / float(z) for z in zooms[:3]]
+    sigma = sigma_voxels(fwhm_mm, zooms)
     num = ndimage.gaussian_filter(img * w, sigma, mode='constant')
     den = ndimage.gaussian_filter(w, sigma, mode='constant')
     with np.errstate(invalid='ignore', divide='ignore'):

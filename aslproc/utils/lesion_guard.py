@@ -6,10 +6,12 @@ The lesion guard: what a denoiser removed at lesion scale, beyond the noise, goe
 A learned denoiser may remove noise; it must not remove perfusion the data show. The guard
 compares the denoised CBF map with the plain average at the scale of a focal lesion
 (Gaussian of ``fwhm_mm`` inside the brain): where the plain map departs from the denoised
-one by more than ``k`` noise SDs at that scale, the excess is added back (soft threshold).
-The noise SD at that scale is measured on the scan itself, from the difference of the means
-of the two halves of its pairs (noise only, with the plain map's variance), smoothed in the
-same way. Departures within the noise are left to the denoiser.
+one by more than ``k`` noise SDs at that scale, the excess is added back (soft threshold),
+and again on what is left. The noise is modelled on the scan itself (:func:`plain_noise_model`,
+:func:`noise_sd_map`): its ΔM noise, from the difference of the means of the two halves of
+its pairs, times each voxel's CBF of a unit ΔM, carried through the smoothing. The QC numbers
+of both learned stages count in the same noise SDs (:func:`aslproc.utils.qc.data_departure_sd`).
+Departures within the noise are left to the denoiser.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def noise_sd_map(voxel_sd: np.ndarray, noise: np.ndarray, mask: np.ndarray, fwhm
     True
     """
     inside = (mask > 0).astype(np.float64)
-    sigma = [fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / float(z) for z in zooms[:3]]
+    sigma = cbfu.sigma_voxels(fwhm_mm, zooms)
 
     def carried(var):
         num, den = var * inside, inside.copy()
