@@ -145,6 +145,55 @@ def summary(rows: list) -> str:
     return '\n'.join(lines) + '\n'
 
 
+#: Definition (a) of the lesion target counts only lesions whose plain SD is within this (%):
+#: there one draw of the unbiased plain map is within the target in about 95 % of draws.
+SINGLE_DRAW_SD_PCT = TARGET_PCT / 2
+
+
+def definitions(rows: list) -> str:
+    """Markdown: each map and pair count against the three readings of the 15 % lesion
+    target that the closing decision of issue 12 has to choose between.
+
+    (a) one draw: cells (lesion × draw) beyond the target, on lesions whose plain SD is
+    ≤ :data:`SINGLE_DRAW_SD_PCT`; (b) bias: measurable lesions (plain SD ≤
+    :data:`MEASURABLE_SD_PCT`) whose mean error over the draws is beyond the target;
+    (c) (b), and also the measurable lesions whose RMS error exceeds the plain map's. (b)
+    and (c) are met at a count of 0; (a) at no more cells than the plain map's own (about
+    5 % of them: its noise alone).
+    """
+    maps = list(dict.fromkeys(r['map'] for r in rows))
+    lines = ['The 15 % lesion target read three ways (counts of failures). '
+             f'(a) one draw, lesions with plain SD ≤ {SINGLE_DRAW_SD_PCT:.1f} %: '
+             'lesion-draw cells beyond 15 %; (b) measurable lesions (plain SD ≤ '
+             f'{MEASURABLE_SD_PCT:.0f} %) with |bias| > 15 %; (c) (b) plus measurable lesions '
+             "whose RMS error exceeds the plain map's. (b) and (c) are met at 0, (a) at no "
+             "more cells than the plain map's (its own noise).", '',
+             '| map | pairs | (a) cells over 15 % | (b) biased lesions | (c) (b) + RMS worse '
+             '| met |', '|---|---|---|---|---|---|']
+
+    def cells_over(sel):
+        single = [r for r in sel if r['plain_sd_pct'] <= SINGLE_DRAW_SD_PCT]
+        return (sum(round((1 - r['within_target']) * r['draws']) for r in single),
+                sum(r['draws'] for r in single))
+
+    for m in maps:
+        for k in sorted({r['pairs'] for r in rows}):
+            plain = {(r['case'], r['lesion']): r['rms_err_pct'] for r in rows
+                     if r['map'] == 'plain' and r['pairs'] == k}
+            sel = [r for r in rows if r['map'] == m and r['pairs'] == k]
+            over, cells = cells_over(sel)
+            floor, _ = cells_over([r for r in rows if r['map'] == 'plain' and r['pairs'] == k])
+            meas = [r for r in sel if r['plain_sd_pct'] <= MEASURABLE_SD_PCT]
+            biased = sum(abs(r['mean_err_pct']) > TARGET_PCT for r in meas)
+            worse = sum(abs(r['mean_err_pct']) > TARGET_PCT
+                        or r['rms_err_pct'] > plain[(r['case'], r['lesion'])] for r in meas)
+            met = ', '.join(name for name, ok in (('a', over <= floor), ('b', biased == 0),
+                                                  ('c', worse == 0)) if ok) or 'none'
+            lines.append(f'| {m} | {k} | {over} of {cells} | {biased} of {len(meas)} | '
+                         f'{worse} of {len(meas)} | {met} |')
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--pairs', type=int, nargs='+', default=[2, 4, 8])
@@ -160,9 +209,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.from_json is not None:
         result = json.loads(args.from_json.read_text())
-        md = table(result['rows'], result) + '\n' + summary(result['rows'])
+        rows = result['rows']
+        md = table(rows, result) + '\n' + summary(rows) + '\n' + definitions(rows)
         args.from_json.with_suffix('.md').write_text(md)
-        print(summary(result['rows']))
+        print(summary(rows) + '\n' + definitions(rows))
         return 0
     weights = denoiser_maps(args.extra, args.adapt)
     rows = []
@@ -183,7 +233,7 @@ def main(argv=None) -> int:
               'model': info['name'], 'sha256': info['sha256'], 'draws': args.draws,
               'target_pct': TARGET_PCT, 'rows': rows}
     (HERE / f'{args.name}.json').write_text(json.dumps(result, indent=1) + '\n')
-    md = table(rows, result) + '\n' + summary(rows)
+    md = table(rows, result) + '\n' + summary(rows) + '\n' + definitions(rows)
     (HERE / f'{args.name}.md').write_text(md)
     print(md)
     return 0
