@@ -176,13 +176,15 @@ def definitions(rows: list) -> str:
         return (sum(round((1 - r['within_target']) * r['draws']) for r in single),
                 sum(r['draws'] for r in single))
 
+    pair_counts = sorted({r['pairs'] for r in rows})
+    plain_rows = {k: [r for r in rows if r['map'] == 'plain' and r['pairs'] == k]
+                  for k in pair_counts}
     for m in maps:
-        for k in sorted({r['pairs'] for r in rows}):
-            plain = {(r['case'], r['lesion']): r['rms_err_pct'] for r in rows
-                     if r['map'] == 'plain' and r['pairs'] == k}
+        for k in pair_counts:
+            plain = {(r['case'], r['lesion']): r['rms_err_pct'] for r in plain_rows[k]}
+            floor, _ = cells_over(plain_rows[k])
             sel = [r for r in rows if r['map'] == m and r['pairs'] == k]
             over, cells = cells_over(sel)
-            floor, _ = cells_over([r for r in rows if r['map'] == 'plain' and r['pairs'] == k])
             meas = [r for r in sel if r['plain_sd_pct'] <= MEASURABLE_SD_PCT]
             biased = sum(abs(r['mean_err_pct']) > TARGET_PCT for r in meas)
             worse = sum(abs(r['mean_err_pct']) > TARGET_PCT
@@ -192,6 +194,11 @@ def definitions(rows: list) -> str:
             lines.append(f'| {m} | {k} | {over} of {cells} | {biased} of {len(meas)} | '
                          f'{worse} of {len(meas)} | {met} |')
     return '\n'.join(lines) + '\n'
+
+
+def render(rows: list, result: dict) -> str:
+    """The benchmark's markdown: the per-lesion table, the summary and the three readings."""
+    return table(rows, result) + '\n' + summary(rows) + '\n' + definitions(rows)
 
 
 def main(argv=None) -> int:
@@ -210,8 +217,7 @@ def main(argv=None) -> int:
     if args.from_json is not None:
         result = json.loads(args.from_json.read_text())
         rows = result['rows']
-        md = table(rows, result) + '\n' + summary(rows) + '\n' + definitions(rows)
-        args.from_json.with_suffix('.md').write_text(md)
+        args.from_json.with_suffix('.md').write_text(render(rows, result))
         print(summary(rows) + '\n' + definitions(rows))
         return 0
     weights = denoiser_maps(args.extra, args.adapt)
@@ -233,7 +239,7 @@ def main(argv=None) -> int:
               'model': info['name'], 'sha256': info['sha256'], 'draws': args.draws,
               'target_pct': TARGET_PCT, 'rows': rows}
     (HERE / f'{args.name}.json').write_text(json.dumps(result, indent=1) + '\n')
-    md = table(rows, result) + '\n' + summary(rows) + '\n' + definitions(rows)
+    md = render(rows, result)
     (HERE / f'{args.name}.md').write_text(md)
     print(md)
     return 0
